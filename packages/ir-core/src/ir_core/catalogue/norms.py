@@ -1,0 +1,306 @@
+"""RMSNorm ops: native semantics, input validation and sample inputs (DESIGN §7).
+
+All arithmetic is in fp32 and rounded once, to the output dtype, at the end. That is what good
+fused kernels do anyway; it needs no dtype special cases and lets a bf16 activation meet an
+fp32 weight (Gemma's ``1 + weight``) without a detour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from numbers import Real
+
+import torch
+
+from ..op import Sample
+
+
+def _normalize(
+    xf: torch.Tensor,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float,
+    variance_size: int | None,
+) -> torch.Tensor:
+    """RMSNorm of an fp32 tensor, in fp32: the shared body of every norm op."""
+    xv = xf if variance_size is None else xf[..., :variance_size]
+    out = xf * torch.rsqrt(xv.pow(2).mean(dim=-1, keepdim=True) + epsilon)
+    if weight is not None:
+        out = out * (weight.float() + weight_bias)
+    return out
+
+
+def rms_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    variance_size: int | None = None,
+) -> torch.Tensor:
+    """RMSNorm over the last dimension of ``x`` (shape ``(..., H)``).
+
+    ``out = x * rsqrt(mean(x[..., :variance_size] ** 2) + epsilon) * (weight + weight_bias)``,
+    computed in fp32 and returned in ``x``'s dtype. ``weight`` is ``(H,)`` of any float dtype,
+    or ``None`` for no scaling; ``weight_bias=1.0`` is Gemma's ``1 + weight``;
+    ``variance_size`` takes the variance over the first ``variance_size`` channels only.
+    """
+    return _normalize(x.float(), weight, epsilon, weight_bias, variance_size).to(x.dtype)
+
+
+def fused_add_rms_norm(
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    variance_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``s = x + residual``; returns ``(rms_norm(s), s)``.
+
+    The sum is taken in fp32; ``residual_out`` is it rounded to ``residual``'s dtype, and the
+    norm is of the fp32 sum (not of the rounded ``residual_out``), in ``x``'s dtype.
+    """
+    s = x.float() + residual.float()
+    out = _normalize(s, weight, epsilon, weight_bias, variance_size).to(x.dtype)
+    return out, s.to(residual.dtype)
+
+
+def dual_rms_norm(
+    a: torch.Tensor,
+    a_weight: torch.Tensor,
+    b: torch.Tensor,
+    b_weight: torch.Tensor,
+    a_epsilon: float,
+    b_epsilon: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent RMSNorms, ``(rms_norm(a), rms_norm(b))``.
+
+    MLA normalizes its q and kv latents back to back; a kernel can do both in one launch.
+    """
+    return (
+        _normalize(a.float(), a_weight, a_epsilon, 0.0, None).to(a.dtype),
+        _normalize(b.float(), b_weight, b_epsilon, 0.0, None).to(b.dtype),
+    )
+
+
+# -- validation ------------------------------------------------------------------------------
+
+
+def _check_activation(op: str, name: str, t: torch.Tensor) -> None:
+    if not t.is_floating_point():
+        raise TypeError(
+            f"ir_core.ops.{op}: argument '{name}' must have a floating-point dtype, got {t.dtype}"
+        )
+    if t.dim() < 1:
+        raise ValueError(f"ir_core.ops.{op}: argument '{name}' must have at least one dimension")
+
+
+def _check_weight(op: str, name: str, weight: torch.Tensor | None, x: torch.Tensor) -> None:
+    if weight is None:
+        return
+    if not weight.is_floating_point():
+        raise TypeError(
+            f"ir_core.ops.{op}: argument '{name}' must have a floating-point dtype, "
+            f"got {weight.dtype}"
+        )
+    if weight.dim() != 1 or weight.shape[0] != x.shape[-1]:
+        raise ValueError(
+            f"ir_core.ops.{op}: argument '{name}' must have shape ({x.shape[-1]},) to match the "
+            f"last dimension of the input, got {tuple(weight.shape)}"
+        )
+    if weight.device != x.device:
+        raise ValueError(
+            f"ir_core.ops.{op}: argument '{name}' is on {weight.device}, the input on {x.device}"
+        )
+
+
+def _check_epsilon(op: str, name: str, epsilon: float) -> None:
+    if isinstance(epsilon, bool) or not isinstance(epsilon, Real):
+        raise TypeError(
+            f"ir_core.ops.{op}: argument '{name}' must be a float, got {type(epsilon).__name__}"
+        )
+    if not epsilon >= 0:
+        raise ValueError(f"ir_core.ops.{op}: argument '{name}' must be >= 0, got {epsilon}")
+
+
+def _check_norm_options(
+    op: str, x: torch.Tensor, weight: torch.Tensor | None, weight_bias: float, vs: int | None
+) -> None:
+    if isinstance(weight_bias, bool) or not isinstance(weight_bias, Real):
+        raise TypeError(
+            f"ir_core.ops.{op}: argument 'weight_bias' must be a float, "
+            f"got {type(weight_bias).__name__}"
+        )
+    if weight is None and weight_bias != 0.0:
+        raise ValueError(
+            f"ir_core.ops.{op}: argument 'weight_bias' must be 0.0 when weight is None, "
+            f"got {weight_bias}"
+        )
+    if vs is None:
+        return
+    if isinstance(vs, bool) or not isinstance(vs, int):
+        raise TypeError(
+            f"ir_core.ops.{op}: argument 'variance_size' must be an int or None, "
+            f"got {type(vs).__name__}"
+        )
+    if not 1 <= vs <= x.shape[-1]:
+        raise ValueError(
+            f"ir_core.ops.{op}: argument 'variance_size' must be in 1..{x.shape[-1]}, got {vs}"
+        )
+
+
+def validate_rms_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    variance_size: int | None = None,
+) -> None:
+    _check_activation("rms_norm", "x", x)
+    _check_weight("rms_norm", "weight", weight, x)
+    _check_epsilon("rms_norm", "epsilon", epsilon)
+    _check_norm_options("rms_norm", x, weight, weight_bias, variance_size)
+
+
+def validate_fused_add_rms_norm(
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    variance_size: int | None = None,
+) -> None:
+    op = "fused_add_rms_norm"
+    _check_activation(op, "x", x)
+    _check_activation(op, "residual", residual)
+    if residual.shape != x.shape:
+        raise ValueError(
+            f"ir_core.ops.{op}: argument 'residual' must have the shape of x "
+            f"{tuple(x.shape)}, got {tuple(residual.shape)}"
+        )
+    if residual.device != x.device:
+        raise ValueError(
+            f"ir_core.ops.{op}: argument 'residual' is on {residual.device}, x on {x.device}"
+        )
+    _check_weight(op, "weight", weight, x)
+    _check_epsilon(op, "epsilon", epsilon)
+    _check_norm_options(op, x, weight, weight_bias, variance_size)
+
+
+def validate_dual_rms_norm(
+    a: torch.Tensor,
+    a_weight: torch.Tensor,
+    b: torch.Tensor,
+    b_weight: torch.Tensor,
+    a_epsilon: float,
+    b_epsilon: float,
+) -> None:
+    op = "dual_rms_norm"
+    for name, t, w_name, w, eps_name, eps in (
+        ("a", a, "a_weight", a_weight, "a_epsilon", a_epsilon),
+        ("b", b, "b_weight", b_weight, "b_epsilon", b_epsilon),
+    ):
+        _check_activation(op, name, t)
+        _check_weight(op, w_name, w, t)
+        _check_epsilon(op, eps_name, eps)
+
+
+# -- sample inputs ---------------------------------------------------------------------------
+
+_EPS = 1e-6
+
+
+def _activation(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, g: torch.Generator) -> torch.Tensor:
+    return torch.randn(shape, generator=g, dtype=torch.float32).mul_(2.0).to(dtype=dtype, device=device)
+
+
+def _weight(h: int, dtype: torch.dtype, device: torch.device, g: torch.Generator) -> torch.Tensor:
+    w = torch.randn(h, generator=g, dtype=torch.float32).mul_(0.5).add_(1.0)
+    return w.to(dtype=dtype, device=device)
+
+
+def _strided_rows(t: int, h: int, dtype: torch.dtype, device: torch.device, g: torch.Generator) -> torch.Tensor:
+    """Rows of a wider buffer (a split of a fused projection): unit last-dim stride only."""
+    return _activation((t, h + 24), dtype, device, g)[:, 5 : 5 + h]
+
+
+def _norm_cases(dtype: torch.dtype, device: torch.device, g: torch.Generator) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None, dict]]:
+    """(label, x, weight, options) for the cases every norm impl must get right."""
+    for h in (1, 8, 127, 1024):
+        yield f"2d h={h}", _activation((3, h), dtype, device, g), _weight(h, dtype, device, g), {}
+    yield "3d", _activation((2, 3, 64), dtype, device, g), _weight(64, dtype, device, g), {}
+    yield "strided rows", _strided_rows(4, 96, dtype, device, g), _weight(96, dtype, device, g), {}
+    yield "zero tokens", _activation((0, 64), dtype, device, g), _weight(64, dtype, device, g), {}
+    yield "one token", _activation((1, 512), dtype, device, g), _weight(512, dtype, device, g), {}
+    yield "weight None", _activation((3, 64), dtype, device, g), None, {}
+    yield (
+        "weight_bias=1.0",
+        _activation((3, 64), dtype, device, g),
+        _weight(64, dtype, device, g).sub(1.0),
+        {"weight_bias": 1.0},
+    )
+    if dtype != torch.float32:
+        yield (
+            "fp32 weight, weight_bias=1.0",
+            _activation((3, 64), dtype, device, g),
+            _weight(64, torch.float32, device, g).sub(1.0),
+            {"weight_bias": 1.0},
+        )
+    yield (
+        "variance_size=48",
+        _activation((3, 64), dtype, device, g),
+        _weight(64, dtype, device, g),
+        {"variance_size": 48},
+    )
+
+
+def rms_norm_samples(dtype: torch.dtype, device: torch.device) -> Iterator[Sample]:
+    g = torch.Generator().manual_seed(0)
+    for label, x, w, options in _norm_cases(dtype, device, g):
+        yield Sample((x, w, _EPS), dict(options), label)
+
+
+def fused_add_rms_norm_samples(dtype: torch.dtype, device: torch.device) -> Iterator[Sample]:
+    g = torch.Generator().manual_seed(1)
+    for label, x, w, options in _norm_cases(dtype, device, g):
+        residual = _activation(tuple(x.shape), dtype, device, g)
+        yield Sample((x, residual, w, _EPS), dict(options), label)
+    x = _activation((3, 64), dtype, device, g)
+    if dtype != torch.float32:
+        residual = _activation((3, 64), torch.float32, device, g)
+        yield Sample((x, residual, _weight(64, dtype, device, g), _EPS), {}, "fp32 residual")
+
+
+def dual_rms_norm_samples(dtype: torch.dtype, device: torch.device) -> Iterator[Sample]:
+    g = torch.Generator().manual_seed(2)
+    # MLA's latents: q_c and kv_c split from one projection, so both have strided rows.
+    for t, (ha, hb) in ((3, (96, 32)), (0, (64, 16)), (5, (1536 // 8, 512 // 8))):
+        fused = _activation((t, ha + hb + 8), dtype, device, g)
+        a, b = fused[:, :ha], fused[:, ha : ha + hb]
+        yield Sample(
+            (a, _weight(ha, dtype, device, g), b, _weight(hb, dtype, device, g), _EPS, 1e-5),
+            {},
+            f"split latents t={t} ({ha}, {hb})",
+        )
+    a, b = _activation((2, 3, 64), dtype, device, g), _activation((2, 3, 8), dtype, device, g)
+    yield Sample((a, _weight(64, dtype, device, g), b, _weight(8, dtype, device, g), _EPS, _EPS), {}, "3d")
+
+
+def rms_norm_example(n: int, h: int, dtype: torch.dtype, device: torch.device) -> Sample:
+    g = torch.Generator().manual_seed(0)
+    return Sample((_activation((n, h), dtype, device, g), _weight(h, dtype, device, g), _EPS))
+
+
+def fused_add_rms_norm_example(n: int, h: int, dtype: torch.dtype, device: torch.device) -> Sample:
+    g = torch.Generator().manual_seed(0)
+    x, r = _activation((n, h), dtype, device, g), _activation((n, h), dtype, device, g)
+    return Sample((x, r, _weight(h, dtype, device, g), _EPS))
+
+
+def dual_rms_norm_example(n: int, h: int, dtype: torch.dtype, device: torch.device) -> Sample:
+    """``h`` is the q latent width; the kv latent is a third of it, as in DeepSeek's MLA."""
+    g = torch.Generator().manual_seed(0)
+    hb = max(1, h // 3)
+    fused = _activation((n, h + hb), dtype, device, g)
+    a, b = fused[:, :h], fused[:, h:]
+    return Sample((a, _weight(h, dtype, device, g), b, _weight(hb, dtype, device, g), _EPS, _EPS))

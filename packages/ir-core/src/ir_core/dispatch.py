@@ -1,0 +1,195 @@
+"""Eager dispatch: ``ir_core.ops.<name>(...)`` picks an impl and calls it.
+
+The hot path is one generated function per op with the op's own signature. It builds a key from
+what predicates may read (the priority scope, the type and device of the first tensor, the
+dtype, shape and strides of every tensor, every other argument), looks the chosen kernel up in
+a dict, and calls it. Validation, availability checks and ``supports_args`` run only on a miss.
+
+Why generated: a generic ``*args`` wrapper that loops over parameters costs several hundred
+nanoseconds more per call; the generated body is what one would write by hand for each op.
+Including the shape means a new token count is a miss, but a miss per shape is paid once for all
+layers of a model, and the full shape makes every validation and predicate answer exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.compiler import is_compiling
+
+from . import priority
+from .op import NATIVE, Impl, Op
+
+#: Entries per op before the cache is dropped and rebuilt (bounds memory when shapes vary a lot).
+CACHE_LIMIT = 4096
+
+_PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+_caches: list[dict[Any, Callable[..., Any]]] = []
+
+
+def _clear_caches() -> None:
+    for cache in _caches:
+        cache.clear()
+
+
+priority.on_change(_clear_caches)
+
+
+@dataclass
+class Explanation:
+    """Why ``provider`` runs: the priority tried and the reason each earlier one was skipped."""
+
+    op: str
+    provider: str
+    priority: tuple[str, ...]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "provider": self.provider,
+            "priority": list(self.priority),
+            "skipped": [{"provider": p, "reason": r} for p, r in self.skipped],
+        }
+
+    def __str__(self) -> str:
+        lines = [f"{self.op} -> {self.provider}  (priority: {', '.join(self.priority)})"]
+        lines += [f"  skipped {p}: {r}" for p, r in self.skipped]
+        return "\n".join(lines)
+
+
+def anchor_index(op: Op) -> int:
+    """The first non-optional tensor parameter: its type and device speak for the call."""
+    for i, p in enumerate(op.params):
+        if p.is_tensor and not p.optional:
+            return i
+    raise TypeError(f"op {op.name} has no required tensor parameter to dispatch on")
+
+
+def select(
+    op: Op,
+    args: Sequence[Any],
+    scope: priority.Scope | None = None,
+    *,
+    device_type: str | None = None,
+) -> Explanation:
+    """Walk the op's priority and return the first impl that accepts ``args``.
+
+    ``device_type`` overrides the arguments' device, for explaining a device this machine lacks
+    with stand-in (meta) tensors.
+    """
+    order = priority.resolve(op.name, scope)
+    device_type = device_type or args[anchor_index(op)].device.type
+    skipped: list[tuple[str, str]] = []
+    for provider in order:
+        if provider == NATIVE:
+            break
+        reason = _rejection(op.impls.get(provider), provider, device_type, args)
+        if reason is None:
+            return Explanation(op.name, provider, order, skipped)
+        skipped.append((provider, reason))
+    skipped += [(p, "not in this op's priority") for p in op.impls if p not in order]
+    return Explanation(op.name, NATIVE, order, skipped)
+
+
+def _rejection(impl: Impl | None, provider: str, device_type: str, args: Sequence[Any]) -> str | None:
+    """Why ``impl`` cannot run these args, or None when it can."""
+    if impl is None:
+        return f"no {provider} impl registered for this op"
+    ok, reason = impl.status()
+    if not ok:
+        return f"unavailable: {reason}"
+    if not impl.runs_on(device_type):
+        return f"runs on {', '.join(sorted(impl.device_types or ()))}, not {device_type}"
+    if impl.supports_args is not None:
+        try:
+            supported = impl.supports_args(*args)
+        except Exception as exc:  # a faulty predicate declines; it must not break the call
+            return f"supports_args raised {type(exc).__name__}: {exc}"
+        if not supported:
+            return "supports_args declined these arguments"
+    return None
+
+
+def explain(op: str | Op, *args: Any, device_type: str | None = None, **kwargs: Any) -> Explanation:
+    """The impl ``ir_core.ops.<op>(*args, **kwargs)`` would run here, and why.
+
+    ``device_type`` pretends the arguments live on that device type (see :func:`select`).
+    """
+    from . import get_op
+
+    target = get_op(op) if isinstance(op, str) else op
+    bound = target.bind(args, kwargs)
+    target.validate(bound)
+    return select(target, bound, device_type=device_type)
+
+
+def _resolve(op: Op, cache: dict[Any, Callable[..., Any]], key: Any, args: tuple[Any, ...]) -> Callable[..., Any]:
+    """The miss path: validate, select, remember."""
+    from . import discovery
+
+    discovery.load_plugins()
+    op.validate(args)
+    if type(args[anchor_index(op)]) not in _PLAIN_TENSOR_TYPES:
+        # FakeTensor, FunctionalTensor, DTensor...: the native semantics is plain torch and
+        # runs on all of them; vendor kernels would not.
+        fn = op.impls[NATIVE].fn
+    else:
+        fn = op.impls[select(op, args).provider].fn
+    if key is not None:
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        cache[key] = fn
+    return fn
+
+
+def make_dispatcher(op: Op) -> Callable[..., Any]:
+    """Generate ``ir_core.ops.<op.name>``; see the module docstring for why."""
+    names = [p.name for p in op.params]
+    anchor = op.params[anchor_index(op)].name
+    key_parts = ["scope()", f"type({anchor})", f"{anchor}.device"]
+    for p in op.params:
+        if p.is_tensor and p.optional:
+            key_parts += [
+                f"None if {p.name} is None else {p.name}.{attr}"
+                for attr in ("dtype", "shape", "stride()")
+            ]
+        elif p.is_tensor:
+            key_parts += [f"{p.name}.dtype", f"{p.name}.shape", f"{p.name}.stride()"]
+        else:
+            key_parts.append(p.name)
+    call = ", ".join(names)
+    source = f"""
+def {op.name}({call}):
+    if is_compiling():
+        return op.torch_op({call})
+    try:
+        fn = cache[(key := ({', '.join(key_parts)},))]
+    except KeyError:
+        fn = resolve(op, cache, key, ({call},))
+    except Exception:
+        fn = resolve(op, cache, None, ({call},))
+    return fn({call})
+"""
+    cache: dict[Any, Callable[..., Any]] = {}
+    _caches.append(cache)
+    namespace: dict[str, Any] = {
+        "is_compiling": is_compiling,
+        "op": op,
+        "cache": cache,
+        "scope": priority.current_scope.get,
+        "resolve": _resolve,
+    }
+    exec(compile(source, f"<ir_core.ops.{op.name}>", "exec"), namespace)
+    dispatcher = namespace[op.name]
+    defaults = [p.default for p in op.signature.parameters.values() if p.default is not p.empty]
+    dispatcher.__defaults__ = tuple(defaults) or None
+    dispatcher.__doc__ = op.native.__doc__
+    dispatcher.__module__ = "ir_core.ops"
+    dispatcher.__qualname__ = op.name
+    dispatcher.__annotations__ = dict(op.hints)
+    dispatcher.__wrapped__ = op.native  # so inspect.signature shows the op's signature
+    return dispatcher

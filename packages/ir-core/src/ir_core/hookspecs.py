@@ -1,0 +1,126 @@
+"""Hook specifications: the manual for everyone who writes an ir-core plugin.
+
+A plugin is an installed distribution with an entry point in the group ``ir_core.plugins`` whose
+value is a module (or object) carrying functions marked ``@ir_core.hookimpl``::
+
+    [project.entry-points."ir_core.plugins"]
+    myvendor = "ir_provider_myvendor.plugin"
+
+A plugin implements only the hooks it needs, with only the parameters it uses (pluggy passes
+arguments by name). ir-core calls each plugin's hooks separately, so a plugin that raises is
+quarantined alone: its registrations are rolled back, the reason and traceback are recorded and
+shown by ``ir-core list-providers``, and every other plugin keeps working.
+
+Hooks are called in this order when plugins load (lazily, on first dispatch, first
+``list-providers`` or an explicit ``ir_core.load_plugins()``):
+
+1. ``ir_plugin_info``          -- checked before anything else (``api_version``)
+2. ``register_ops``            -- for every plugin, so that impls of new ops can follow
+3. ``register_impls``
+4. ``register_fusion_passes``  -- collected by ``ir_fusions`` when it is installed
+5. ``detect_platform``         -- first non-None answer wins
+6. ``platform_priority``       -- when priorities are first resolved
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+PROJECT_NAME = "ir_core"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+#: The marker plugins put on their hook functions.
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def ir_plugin_info() -> dict[str, Any] | None:
+    """Describe the plugin; optional.
+
+    Return a dict with any of these keys:
+
+    - ``name``: a short display name (default: the entry-point name);
+    - ``api_version``: the ``ir_core.API_VERSION`` the plugin was built for. A plugin that
+      declares another version is quarantined instead of loaded, because the registry and hook
+      signatures it was written against may differ;
+    - ``description``: one line shown by ``ir-core list-providers``
+      (default: the distribution's summary).
+    """
+
+
+@hookspec
+def register_ops(registry: Registry) -> None:
+    """Declare new ops, each with its native semantics.
+
+    Call ``registry.register_op(fn, name=None, tolerances=None, validate=None,
+    sample_inputs=None)`` where ``fn`` is a fully annotated native PyTorch function: its name and
+    annotations become the op's schema (``torch.ops.ir_core.<name>``), its body is the reference
+    every other implementation is checked against. Fused ops contributed by fusion packages are
+    declared here.
+
+    :param registry: the process-wide :class:`ir_core.Registry`.
+    """
+
+
+@hookspec
+def register_impls(registry: Registry) -> None:
+    """Register kernels for ops.
+
+    Call ``registry.register_impl(op, provider, fn, *, device_types, supports_args=None,
+    available=True)`` or use the decorator ``@registry.impl(op, provider, device_types=...)``.
+
+    - ``fn`` must have exactly the op's signature: parameter names, annotations and defaults are
+      compared with the op's native function, and a mismatch quarantines the plugin.
+    - ``device_types``: the torch device types (``"cuda"``, ``"xpu"``, ``"cpu"``, ...) the kernel
+      runs on. ``"cuda"`` covers ROCm, as in torch.
+    - ``supports_args``: an optional predicate with the op's parameters returning a plain
+      ``bool``. It may read dtypes, devices, shapes, strides and non-tensor arguments, never
+      tensor values; it must accept FakeTensors and symbolic shapes. Its answer is cached per
+      dispatch key (the type and device of the first tensor, and the dtype, shape and strides of
+      every tensor, and every other argument), so it is evaluated once per distinct layout.
+    - ``available``: a bool, or a zero-argument callable returning ``(bool, reason)``, evaluated
+      once, lazily, the first time the provider is considered. Import vendor libraries there,
+      not at plugin import, so that a missing or broken library makes the provider
+      "unavailable: <reason>" rather than quarantining the whole plugin.
+
+    One plugin may register several providers (e.g. ``triton``, ``flashinfer``, ``torch_fused``).
+
+    :param registry: the process-wide :class:`ir_core.Registry`.
+    """
+
+
+@hookspec
+def register_fusion_passes(registry: Any) -> None:
+    """Contribute graph rewrites to the fusion pass registry of ``ir_fusions``.
+
+    Only called when ``ir_fusions`` is installed; ``registry`` is its pass registry. See the
+    ``ir_fusions`` documentation for the pattern API.
+    """
+
+
+@hookspec(firstresult=True)
+def detect_platform() -> str | None:
+    """Claim the machine for an out-of-tree platform.
+
+    Return the platform name (e.g. ``"npu"``) if this plugin's hardware is present, else
+    ``None``. The first non-None answer wins; when none answers, ir-core detects ``cuda``,
+    ``rocm``, ``xpu`` or ``cpu`` from torch. ``IR_CORE_PLATFORM`` overrides both.
+    """
+
+
+@hookspec
+def platform_priority(platform: str) -> dict[str, list[str]] | None:
+    """Give this plugin's default provider order per op for ``platform``.
+
+    Return ``{"rms_norm": ["flashinfer", "triton"], ...}`` or ``None`` when the plugin has no
+    opinion on that platform. Orders from all plugins are merged in plugin load order without
+    duplicates and placed after the user's own priorities; ``native`` always comes last.
+
+    :param platform: the detected platform name (``cuda``, ``rocm``, ``xpu``, ``cpu`` or one a
+        ``detect_platform`` hook returned).
+    """

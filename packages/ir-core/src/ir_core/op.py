@@ -1,0 +1,225 @@
+"""Ops and their implementations: the data the registry holds and the dispatcher reads.
+
+An :class:`Op` is declared once from a typed native function whose body *is* the semantics;
+every :class:`Impl` (a kernel from one provider) is checked against it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+NATIVE = "native"
+
+#: Default per-dtype (atol, rtol) every impl must meet against native (DESIGN §7).
+DEFAULT_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float32: (1e-5, 1.3e-6),
+    torch.float16: (1e-3, 1e-3),
+    torch.bfloat16: (1e-3, 1.6e-2),
+}
+
+
+@dataclass
+class Sample:
+    """One set of arguments for an op, with a label that says what case it covers."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def clone(self) -> Sample:
+        """Deep-copy the tensors, keeping strides, so a run cannot touch the original."""
+        return Sample(
+            tuple(_clone_keep_strides(a) for a in self.args),
+            {k: _clone_keep_strides(v) for k, v in self.kwargs.items()},
+            self.label,
+        )
+
+
+def _clone_keep_strides(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return torch.empty_strided(
+            value.size(), value.stride(), dtype=value.dtype, device=value.device
+        ).copy_(value)
+    return value
+
+
+class Param:
+    """How the dispatcher and validation treat one parameter of an op."""
+
+    __slots__ = ("name", "annotation", "default", "is_tensor", "optional")
+
+    def __init__(self, name: str, annotation: Any, default: Any) -> None:
+        self.name = name
+        self.annotation = annotation
+        self.default = default
+        args = typing.get_args(annotation)
+        self.optional = type(None) in args
+        self.is_tensor = annotation is torch.Tensor or (
+            self.optional and torch.Tensor in args and len(args) == 2
+        )
+
+
+def resolved_signature(fn: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]]:
+    """The signature of ``fn`` and its annotations with string annotations resolved."""
+    sig = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:  # an unresolvable annotation is a declaration error, said plainly
+        raise TypeError(f"cannot resolve the annotations of {fn.__qualname__}: {exc}") from exc
+    return sig, hints
+
+
+class Impl:
+    """A kernel for one op from one provider."""
+
+    __slots__ = (
+        "op_name",
+        "provider",
+        "fn",
+        "device_types",
+        "supports_args",
+        "plugin",
+        "_available",
+        "_status",
+    )
+
+    def __init__(
+        self,
+        op_name: str,
+        provider: str,
+        fn: Callable[..., Any],
+        *,
+        device_types: frozenset[str] | None,
+        supports_args: Callable[..., bool] | None,
+        available: bool | Callable[[], tuple[bool, str]],
+        plugin: str | None,
+    ) -> None:
+        self.op_name = op_name
+        self.provider = provider
+        self.fn = fn
+        #: None means every device type (the native impl).
+        self.device_types = device_types
+        self.supports_args = supports_args
+        self.plugin = plugin
+        self._available = available
+        self._status: tuple[bool, str] | None = None
+
+    def status(self) -> tuple[bool, str]:
+        """``(available, reason)``, evaluated once: availability checks may import libraries."""
+        if self._status is None:
+            check = self._available
+            if callable(check):
+                try:
+                    ok, reason = check()
+                except Exception as exc:  # a broken check means unavailable, never a crash
+                    ok, reason = False, f"availability check raised {type(exc).__name__}: {exc}"
+            else:
+                ok, reason = bool(check), "" if check else "declared unavailable"
+            self._status = (bool(ok), "" if ok else str(reason))
+        return self._status
+
+    def runs_on(self, device_type: str) -> bool:
+        return self.device_types is None or device_type in self.device_types
+
+    def __repr__(self) -> str:
+        return f"<Impl {self.op_name}:{self.provider}>"
+
+
+class Op:
+    """A functional operator: schema, native semantics, tolerances, validation and samples."""
+
+    def __init__(
+        self,
+        name: str,
+        native: Callable[..., Any],
+        *,
+        tolerances: dict[torch.dtype, tuple[float, float]] | None = None,
+        validate: Callable[..., None] | None = None,
+        sample_inputs: Callable[[torch.dtype, str], Iterable[Sample]] | None = None,
+        example_inputs: Callable[..., Sample] | None = None,
+        plugin: str | None = None,
+    ) -> None:
+        self.name = name
+        self.native = native
+        self.signature, hints = resolved_signature(native)
+        if "return" not in hints:
+            raise TypeError(f"op {name}: the native function needs a return annotation")
+        self.hints = hints
+        self.params: tuple[Param, ...] = tuple(
+            Param(p.name, hints.get(p.name, inspect.Parameter.empty), p.default)
+            for p in self.signature.parameters.values()
+        )
+        missing = [p.name for p in self.params if p.annotation is inspect.Parameter.empty]
+        if missing:
+            raise TypeError(f"op {name}: parameters without annotation: {', '.join(missing)}")
+        self.tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+        self._validate = validate
+        self._sample_inputs = sample_inputs
+        self._example_inputs = example_inputs
+        self.plugin = plugin
+        self.impls: dict[str, Impl] = {}
+        #: The generated eager dispatcher, ``ir_core.ops.<name>`` (set by the registry).
+        self.dispatcher: Callable[..., Any] = native
+        #: ``torch.ops.ir_core.<name>`` (set by the registry).
+        self.torch_op: Any = None
+
+    @property
+    def tensor_params(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.is_tensor)
+
+    def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
+        """``(atol, rtol)`` for outputs of ``dtype``."""
+        return self.tolerances.get(dtype, DEFAULT_TOLERANCES[torch.float32])
+
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """All arguments positionally, defaults applied; a TypeError names the op."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"ir_core.ops.{self.name}: {exc}") from None
+        bound.apply_defaults()
+        return tuple(bound.arguments.values())
+
+    def validate(self, args: Sequence[Any]) -> None:
+        """Raise TypeError/ValueError naming the op and the argument for bad input.
+
+        The generic part checks that tensor parameters hold tensors; the op's own ``validate``
+        checks dtypes and shapes. Runs once per dispatch key, never on a cache hit.
+        """
+        for p, value in zip(self.params, args):
+            if p.is_tensor and not isinstance(value, torch.Tensor):
+                if value is None and p.optional:
+                    continue
+                raise TypeError(
+                    f"ir_core.ops.{self.name}: argument '{p.name}' must be a torch.Tensor"
+                    f"{' or None' if p.optional else ''}, got {type(value).__name__}"
+                )
+        if self._validate is not None:
+            self._validate(*args)
+
+    def sample_inputs(self, dtype: torch.dtype, device: str | torch.device = "cpu") -> list[Sample]:
+        """Cases every impl is checked on: odd sizes, 3-D, strided rows, zero tokens, ..."""
+        if self._sample_inputs is None:
+            return []
+        return list(self._sample_inputs(dtype, torch.device(device)))
+
+    def example_inputs(
+        self,
+        num_tokens: int,
+        hidden_size: int,
+        dtype: torch.dtype,
+        device: str | torch.device = "cpu",
+    ) -> Sample:
+        """One representative call of the given size, for benchmarks and ``ir-core explain``."""
+        if self._example_inputs is None:
+            raise NotImplementedError(f"op {self.name} declares no example inputs")
+        return self._example_inputs(num_tokens, hidden_size, dtype, torch.device(device))
+
+    def __repr__(self) -> str:
+        return f"<Op {self.name} providers={list(self.impls)}>"

@@ -1,0 +1,219 @@
+"""Which providers an op tries, in what order, and where that order comes from.
+
+Sources, strongest first (DESIGN §4): ``set_priority`` (a contextvar, so thread- and task-local)
+> ``configure(priority=...)`` > ``IR_CORE_OP_PRIORITY`` > the merged ``platform_priority``
+hooks > ``native``. The strongest user source that names an op gives its leading providers;
+plugin defaults follow without duplicates; ``native`` is always the last resort.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable
+
+from .op import NATIVE
+
+ENV_PRIORITY = "IR_CORE_OP_PRIORITY"
+
+PriorityMap = dict[str, tuple[str, ...]]
+
+
+class PriorityError(ValueError):
+    """A priority names an op or provider nobody registered."""
+
+
+class Scope:
+    """One ``set_priority`` layer. Part of every dispatch cache key, so it is hashed by identity;
+    equal overrides share one Scope so that re-entering the same block reuses cached decisions."""
+
+    __slots__ = ("overrides", "__weakref__")
+
+    def __init__(self, overrides: PriorityMap) -> None:
+        self.overrides = overrides
+
+    def __repr__(self) -> str:
+        return f"<priority scope {self.overrides}>"
+
+
+GLOBAL_SCOPE = Scope({})
+current_scope: ContextVar[Scope] = ContextVar("ir_core_priority_scope", default=GLOBAL_SCOPE)
+
+_scopes: dict[tuple[tuple[str, tuple[str, ...]], ...], Scope] = {}
+_configured: PriorityMap = {}
+_resolved: dict[tuple[Scope, str], tuple[str, ...]] = {}
+_env_cache: tuple[str, PriorityMap] | None = None
+_listeners: list[Callable[[], None]] = []
+
+
+# -- parsing and validation ------------------------------------------------------------------
+
+
+def parse(text: str) -> PriorityMap:
+    """Parse ``"rms_norm=oink,triton;fused_add_rms_norm=aiter"`` or the same as JSON."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PriorityError(f"{ENV_PRIORITY}: invalid JSON: {exc}") from None
+        if not isinstance(data, dict) or not all(
+            isinstance(v, list) and all(isinstance(p, str) for p in v) for v in data.values()
+        ):
+            raise PriorityError(f'{ENV_PRIORITY}: JSON must map op names to lists of providers')
+        return {op: tuple(providers) for op, providers in data.items()}
+    result: PriorityMap = {}
+    for entry in filter(None, (e.strip() for e in text.split(";"))):
+        op, sep, providers = entry.partition("=")
+        if not sep or not op.strip():
+            raise PriorityError(
+                f"{ENV_PRIORITY}: expected 'op=provider,provider;...', got {entry!r}"
+            )
+        result[op.strip()] = tuple(p.strip() for p in providers.split(",") if p.strip())
+    return result
+
+
+def normalize(mapping: Mapping[str, Sequence[str] | str], *, source: str) -> PriorityMap:
+    """Check op and provider names against the registry (plugins loaded first)."""
+    from . import discovery
+
+    discovery.load_plugins()
+    registry = discovery.registry
+    known_ops = {op.name for op in registry.ops()}
+    known_providers = set(registry.providers())
+    result: PriorityMap = {}
+    for op, providers in mapping.items():
+        if op not in known_ops:
+            raise PriorityError(
+                f"{source}: unknown op {op!r}; known ops: {', '.join(sorted(known_ops))}"
+            )
+        if isinstance(providers, str):
+            providers = [p.strip() for p in providers.split(",") if p.strip()]
+        unknown = [p for p in providers if p not in known_providers]
+        if unknown:
+            quarantined = discovery.quarantined_names()
+            hint = f" (quarantined plugins: {', '.join(quarantined)})" if quarantined else ""
+            raise PriorityError(
+                f"{source}: unknown provider {unknown[0]!r} for op {op!r}; known providers: "
+                f"{', '.join(sorted(known_providers))}{hint}"
+            )
+        result[op] = tuple(dict.fromkeys(providers))
+    return result
+
+
+# -- the user-facing sources -----------------------------------------------------------------
+
+
+@contextmanager
+def set_priority(
+    mapping: Mapping[str, Sequence[str]] | None = None, /, **ops: Sequence[str]
+) -> Iterator[None]:
+    """Use these provider orders inside the block, in this thread or task only.
+
+    ``with ir_core.set_priority(rms_norm=["triton", "native"]): ...``. Nested blocks override
+    the ops they name and inherit the rest.
+    """
+    overrides = normalize({**(mapping or {}), **ops}, source="set_priority")
+    merged = {**current_scope.get().overrides, **overrides}
+    key = tuple(sorted(merged.items()))
+    scope = _scopes.get(key)
+    if scope is None:
+        scope = _scopes.setdefault(key, Scope(merged))
+    token = current_scope.set(scope)
+    try:
+        yield
+    finally:
+        current_scope.reset(token)
+
+
+def configure(priority: Mapping[str, Sequence[str]] | str | None = None) -> None:
+    """Set process-wide priorities (weaker than ``set_priority``, stronger than the env).
+
+    ``priority`` is a mapping or a string in the ``IR_CORE_OP_PRIORITY`` format; ``None``
+    clears what an earlier call set.
+    """
+    global _configured
+    if isinstance(priority, str):
+        priority = parse(priority)
+    _configured = normalize(priority or {}, source="configure") if priority else {}
+    changed()
+
+
+def _env_priorities() -> PriorityMap:
+    global _env_cache
+    text = os.environ.get(ENV_PRIORITY, "")
+    if _env_cache is None or _env_cache[0] != text:
+        _env_cache = (text, normalize(parse(text), source=ENV_PRIORITY))
+    return _env_cache[1]
+
+
+# -- resolution ------------------------------------------------------------------------------
+
+
+def resolve(op: str, scope: Scope | None = None) -> tuple[str, ...]:
+    """The providers ``op`` tries, in order, ending with ``native``."""
+    scope = scope or current_scope.get()
+    cached = _resolved.get((scope, op))
+    if cached is not None:
+        return cached
+    from . import discovery
+
+    discovery.load_plugins()
+    user: tuple[str, ...] = ()
+    for source in (scope.overrides, _configured, _env_priorities()):
+        if op in source:
+            user = source[op]
+            break
+    defaults = discovery.plugin_priorities().get(op, ())
+    order = tuple(dict.fromkeys((*user, *defaults, NATIVE)))
+    if NATIVE in user:  # the user put native at a place of their choosing: nothing after it
+        order = order[: order.index(NATIVE) + 1]
+    _resolved[(scope, op)] = order
+    return order
+
+
+def on_change(listener: Callable[[], None]) -> None:
+    """Call ``listener`` whenever priorities may resolve differently."""
+    _listeners.append(listener)
+
+
+def changed() -> None:
+    """Forget resolved priorities and everything cached from them."""
+    _resolved.clear()
+    for listener in _listeners:
+        listener()
+
+
+def priority_hash() -> str:
+    """Digest of every op's resolved priority and the source of each impl it can select.
+
+    Used in compile-cache keys: a graph compiled under one priority (or one version of a
+    kernel) is never reused under another.
+    """
+    from . import discovery
+
+    discovery.load_plugins()
+    digest = hashlib.sha256()
+    for op in sorted(discovery.registry.ops(), key=lambda o: o.name):
+        for provider in resolve(op.name):
+            impl = op.impls.get(provider)
+            if impl is None or not impl.status()[0]:
+                continue
+            digest.update(f"{op.name}:{provider}:".encode())
+            digest.update(_source_digest(impl.fn))
+    return digest.hexdigest()[:32]
+
+
+def _source_digest(fn: Callable[..., object]) -> bytes:
+    try:
+        text = inspect.getsource(fn)
+    except (OSError, TypeError):
+        text = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    return hashlib.sha256(text.encode()).digest()

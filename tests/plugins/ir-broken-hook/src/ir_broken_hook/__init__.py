@@ -1,0 +1,1 @@
+"""Test plugin for ir-core discovery; see plugin.py."""
