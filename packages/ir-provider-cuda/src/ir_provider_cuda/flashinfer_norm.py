@@ -1,0 +1,223 @@
+"""The ``flashinfer`` provider: FlashInfer's hand-written CUDA norm kernels behind our contract.
+
+Wrapped functions (``flashinfer.norm``, flashinfer-python >= 0.6.12):
+
+- ``rmsnorm(input, weight, eps, out=None, enable_pdl=None)`` and ``gemma_rmsnorm`` (same
+  parameters, scales by ``weight + 1``): write the norm into ``out``.
+- ``fused_add_rmsnorm(input, residual, weight, eps, enable_pdl=None)`` and
+  ``gemma_fused_add_rmsnorm``: IN PLACE, ``residual += input`` then ``input = norm(residual)``.
+  Our op is functional, so x and residual are first copied into the two outputs this module
+  allocates, and FlashInfer updates those. The copies cost one extra read and write of both
+  tensors; the ``triton`` provider does the same op out of place in one pass.
+
+FlashInfer is NVIDIA-only; it imports on a machine without a GPU, but its kernels then fail,
+so availability requires both the package and a CUDA device. It is imported on first use,
+never when the plugin loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+from types import ModuleType
+
+import torch
+
+from .rows import has_unit_last_stride, row_layout
+
+PROVIDER = "flashinfer"
+
+#: FlashInfer's norm kernels are instantiated for 16-bit floats only.
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16)
+#: ``weight_bias`` values with a FlashInfer kernel: 0.0 (plain) and 1.0 (Gemma).
+SUPPORTED_WEIGHT_BIAS = (0.0, 1.0)
+#: FlashInfer's kernels were built for Turing (sm_75) and later.
+MIN_CAPABILITY = (7, 5)
+#: Its kernels load rows in 16-byte vectors of gcd(16 / element size, H) elements ...
+_VECTOR_BYTES = 16
+#: ... and its CuTe-DSL kernels assume inputs aligned to gcd(128, row bytes).
+_ALIGN_BYTES = 128
+
+_norm: ModuleType | None = None
+
+
+def _fi() -> ModuleType:
+    global _norm
+    if _norm is None:
+        _norm = importlib.import_module("flashinfer.norm")
+    return _norm
+
+
+def available() -> tuple[bool, str]:
+    """flashinfer-python must be installed and importable, on a CUDA (not ROCm) GPU >= sm_75.
+
+    Every missing condition is named, e.g. ``"flashinfer-python not installed; no CUDA
+    device"``.
+    """
+    reasons = []
+    installed = importlib.util.find_spec("flashinfer") is not None
+    if not installed:
+        reasons.append(
+            "flashinfer-python not installed (pip install 'ir-provider-cuda[flashinfer]')"
+        )
+    if torch.version.hip is not None:
+        reasons.append("ROCm build of torch: FlashInfer supports NVIDIA GPUs only")
+    elif not torch.cuda.is_available():
+        reasons.append("no CUDA device")
+    else:
+        capability = torch.cuda.get_device_capability()
+        if capability < MIN_CAPABILITY:
+            reasons.append(
+                f"CUDA device has compute capability {capability[0]}.{capability[1]}; "
+                f"FlashInfer needs {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} or newer"
+            )
+    if reasons:
+        return False, "; ".join(reasons)
+    try:
+        _fi()
+    except Exception as exc:  # noqa: BLE001  installed but broken (ABI mismatch, CUDA libs)
+        return False, f"import flashinfer.norm failed ({type(exc).__name__}: {exc})"
+    return True, ""
+
+
+# --------------------------------------------------------------------------------------------
+# supports_args
+# --------------------------------------------------------------------------------------------
+
+
+def _as_rows_ok(x: torch.Tensor) -> bool:
+    """x is (..., H) with unit stride along H, its rows are ONE stride level (so it views as
+    2-D without a copy), and the row stride keeps FlashInfer's vector loads aligned."""
+    if not has_unit_last_stride(x):
+        return False
+    layout = row_layout(x)
+    if layout is None or not layout.single_level:
+        return False
+    return layout.stride_inner % _vector_elements(x) == 0
+
+
+def _vector_elements(x: torch.Tensor) -> int:
+    """Elements per vector load in FlashInfer's kernels: gcd(16 bytes / element size, H)."""
+    return math.gcd(_VECTOR_BYTES // x.element_size(), int(x.shape[-1]))
+
+
+def _common_ok(
+    x: torch.Tensor, weight: torch.Tensor | None, weight_bias: float, variance_size: int | None
+) -> bool:
+    return (
+        x.dtype in SUPPORTED_DTYPES
+        and weight is not None
+        and weight.dtype == x.dtype
+        and weight.dim() == 1
+        and (weight.shape[0] == 1 or weight.stride(0) == 1)
+        and weight_bias in SUPPORTED_WEIGHT_BIAS
+        and (variance_size is None or variance_size == x.shape[-1])
+    )
+
+
+def rms_norm_supports(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    variance_size: int | None = None,
+) -> bool:
+    """fp16/bf16 x with a contiguous weight of the same dtype (not None); weight_bias 0.0 or
+    1.0; no variance_size (or H); unit stride along H; rows viewable as 2-D without a copy,
+    with a row stride that is a multiple of FlashInfer's vector width."""
+    return bool(_common_ok(x, weight, weight_bias, variance_size) and _as_rows_ok(x))
+
+
+def fused_add_rms_norm_supports(
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    variance_size: int | None = None,
+) -> bool:
+    """As :func:`rms_norm_supports` for the dtypes, and residual of x's shape and dtype.
+
+    Layout is free: x and residual are copied into fresh contiguous outputs before FlashInfer
+    updates those in place.
+    """
+    return bool(
+        _common_ok(x, weight, weight_bias, variance_size)
+        and residual.dtype == x.dtype
+        and tuple(residual.shape) == tuple(x.shape)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Impls
+# --------------------------------------------------------------------------------------------
+
+
+def rms_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    variance_size: int | None = None,
+) -> torch.Tensor:
+    """FlashInfer ``rmsnorm`` (weight_bias 0.0) or ``gemma_rmsnorm`` (weight_bias 1.0).
+
+    ``x``: (..., H) fp16/bf16 as :func:`rms_norm_supports` allows, viewed (not copied) as
+    (N, H); ``weight``: (H,) of x's dtype. Returns a new contiguous tensor of x's shape and
+    dtype; nothing is written to ``x`` or ``weight``.
+    """
+    hidden = x.shape[-1]
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if out.numel() == 0:
+        return out
+    kernel = _fi().gemma_rmsnorm if weight_bias == 1.0 else _fi().rmsnorm
+    kernel(_aligned(_as_2d(x), hidden), _aligned(weight, hidden), epsilon, out=out.view(-1, hidden))
+    return out
+
+
+def fused_add_rms_norm(
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    variance_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """FlashInfer ``fused_add_rmsnorm`` / ``gemma_fused_add_rmsnorm``, made functional.
+
+    ``x``, ``residual``: (..., H) fp16/bf16 of the same dtype; ``weight``: (H,) of that dtype.
+    Copies x into ``out`` and residual into ``residual_out`` (new contiguous tensors), then lets
+    FlashInfer update those two in place: ``residual_out = x + residual``, ``out`` = its norm.
+    Returns ``(out, residual_out)``; ``x`` and ``residual`` are never written.
+    """
+    hidden = x.shape[-1]
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    residual_out = torch.empty(residual.shape, dtype=residual.dtype, device=residual.device)
+    if out.numel() == 0:
+        return out, residual_out
+    out.copy_(x)
+    residual_out.copy_(residual)
+    kernel = _fi().gemma_fused_add_rmsnorm if weight_bias == 1.0 else _fi().fused_add_rmsnorm
+    kernel(out.view(-1, hidden), residual_out.view(-1, hidden), _aligned(weight, hidden), epsilon)
+    return out, residual_out
+
+
+def _as_2d(x: torch.Tensor) -> torch.Tensor:
+    """(N, H) view of x, whose rows are one stride level (checked by supports_args)."""
+    layout = row_layout(x)
+    assert layout is not None
+    return x.as_strided((layout.n_rows, x.shape[-1]), (layout.stride_inner, 1))
+
+
+def _aligned(t: torch.Tensor, hidden: int) -> torch.Tensor:
+    """``t``, or a fresh copy of it when its start is not aligned as FlashInfer assumes.
+
+    FlashInfer's kernels assume the start of their input and weight is aligned to
+    gcd(128, row bytes). Fresh allocations always are; a view starting mid-row may not be.
+    The start address is not part of ir-core's dispatch key (``supports_args`` is cached per
+    dtype/shape/stride), so it is checked here, on every call, where it is one integer test.
+    """
+    if t.data_ptr() % math.gcd(_ALIGN_BYTES, hidden * t.element_size()) == 0:
+        return t
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)
