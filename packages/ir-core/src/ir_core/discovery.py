@@ -77,7 +77,7 @@ _lock = threading.RLock()
 _loaded = False
 _entry_points: list[importlib_metadata.EntryPoint] | None = None
 _records: dict[str, PluginRecord] = {}
-_plugin_priorities: dict[str, tuple[str, ...]] | None = None
+_plugin_priorities: dict[str, dict[str, tuple[str, ...]]] = {}
 
 manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
 manager.add_hookspecs(hookspecs)
@@ -198,6 +198,7 @@ def _admit(record: PluginRecord, plugin: object) -> bool:
     """Register with pluggy and check ``ir_plugin_info``; quarantine on any problem."""
     try:
         manager.register(plugin, name=record.name)
+        manager.check_pending()  # a hook name no spec knows is a typo or another API version
     except Exception as exc:  # pluggy rejects unknown hooks and bad hook signatures
         _quarantine(record, f"invalid hooks: {type(exc).__name__}: {exc}")
         return False
@@ -291,25 +292,23 @@ def call_hooks(hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
 
 def plugin_priorities() -> dict[str, tuple[str, ...]]:
     """The ``platform_priority`` answers of all plugins for this platform, merged."""
-    global _plugin_priorities
-    if _plugin_priorities is None:
-        from .platform import current_platform
+    from .platform import current_platform
 
-        platform = current_platform()
+    platform = current_platform()
+    if platform not in _plugin_priorities:
         merged: dict[str, tuple[str, ...]] = {}
-        for name, answer in call_hooks("platform_priority", platform=platform):
+        for _, answer in call_hooks("platform_priority", platform=platform):
             if not isinstance(answer, dict):
                 continue
             for op, providers in answer.items():
                 merged[op] = tuple(dict.fromkeys((*merged.get(op, ()), *providers)))
-        _plugin_priorities = merged
-    return _plugin_priorities
+        _plugin_priorities[platform] = merged
+    return _plugin_priorities[platform]
 
 
 def _changed() -> None:
-    global _plugin_priorities
     from . import platform
 
-    _plugin_priorities = None
+    _plugin_priorities.clear()
     platform.forget()
     priority.changed()

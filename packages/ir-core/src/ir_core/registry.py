@@ -244,10 +244,13 @@ def check_signature(op: Op, fn: Callable[..., Any], *, what: str, check_types: b
                 f"{what}: parameter '{got.name}' defaults to {got.default!r}, "
                 f"the op's to {want.default!r}"
             )
-        if check_types and hints.get(got.name) != op.hints[want.name]:
+    for want, got in zip(expected, actual) if check_types else ():
+        if hints.get(got.name) != op.hints[want.name]:
+            have = hints.get(got.name)
             raise RegistrationError(
-                f"{what}: parameter '{got.name}' is annotated {_type_name(hints.get(got.name))}, "
-                f"the op's is {_type_name(op.hints[want.name])}"
+                f"{what}: parameter '{got.name}' "
+                + (f"is annotated {_type_name(have)}" if have is not None else "has no annotation")
+                + f", the op's is {_type_name(op.hints[want.name])}"
             )
     if check_types and hints.get("return") != op.hints["return"]:
         raise RegistrationError(

@@ -1,0 +1,38 @@
+"""Fixtures shared by ir-core's own tests."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import ir_core
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def plugin() -> Iterator[Any]:
+    """Register plugin objects for one test: ``plugin(register_impls=fn, ...)`` -> record."""
+    registered: list[str] = []
+
+    def register(name: str | None = None, **hooks: Any) -> ir_core.discovery.PluginRecord:
+        name = name or f"test_plugin_{next(_names)}"
+        obj = SimpleNamespace(**{k: ir_core.hookimpl(v) for k, v in hooks.items()})
+        registered.append(name)
+        return ir_core.register_plugin(obj, name=name)
+
+    yield register
+    for name in registered:
+        ir_core.unregister_plugin(name)
+    ir_core.configure(None)
+
+
+@pytest.fixture(autouse=True)
+def _clean_priority_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests set priorities explicitly; an inherited environment must not leak in."""
+    for var in ("IR_CORE_OP_PRIORITY", "IR_CORE_PLATFORM", "IR_CORE_STRICT_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)

@@ -1,0 +1,239 @@
+"""Eager dispatch: priority order, declines, caching, isolation, explain and priority_hash."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+import torch
+
+import ir_core
+from ir_core import priority
+
+NATIVE = ir_core.get_op("rms_norm").native
+X, W = torch.randn(4, 16), torch.randn(16)
+
+
+class Provider:
+    """A real provider whose kernel is native scaled by a marker, so the output tells who ran."""
+
+    def __init__(self, name: str, marker: float, *, accepts=True, devices=("cpu",), available=True):
+        self.name, self.marker, self.accepts = name, marker, accepts
+        self.devices, self.available = devices, available
+        self.kernel_calls = 0
+        self.predicate_calls = 0
+
+    def kernel(self, x: torch.Tensor, weight: torch.Tensor | None, epsilon: float,
+               weight_bias: float = 0.0, variance_size: int | None = None) -> torch.Tensor:
+        self.kernel_calls += 1
+        return NATIVE(x, weight, epsilon, weight_bias, variance_size) * self.marker
+
+    def supports(self, x, weight, epsilon, weight_bias=0.0, variance_size=None) -> bool:
+        self.predicate_calls += 1
+        return self.accepts(x) if callable(self.accepts) else self.accepts
+
+    def hooks(self):
+        def register_impls(registry):
+            registry.register_impl("rms_norm", self.name, self.kernel, device_types=self.devices,
+                                   supports_args=self.supports, available=self.available)
+        return {"register_impls": register_impls}
+
+
+@pytest.fixture
+def providers(plugin):
+    made = {
+        "alpha": Provider("alpha", 2.0),
+        "beta": Provider("beta", 3.0, accepts=lambda x: x.dtype == torch.float32),
+        "gamma": Provider("gamma", 5.0, devices=("cuda",)),
+        "delta": Provider("delta", 7.0, available=lambda: (False, "libdelta missing")),
+        "decline": Provider("decline", 11.0, accepts=False),
+    }
+    for p in made.values():
+        plugin(**p.hooks())
+    return made
+
+
+def who_ran(out: torch.Tensor, x=X, w=W) -> float:
+    return float((out / NATIVE(x, w, 1e-6)).flatten()[0].round())
+
+
+def test_native_is_the_default():
+    assert ir_core.explain("rms_norm", X, W, 1e-6).provider == "native"
+    torch.testing.assert_close(ir_core.ops.rms_norm(X, W, 1e-6), NATIVE(X, W, 1e-6))
+
+
+def test_first_provider_that_accepts_wins(providers):
+    with ir_core.set_priority(rms_norm=["decline", "gamma", "delta", "beta", "alpha"]):
+        assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 3.0
+        info = ir_core.explain("rms_norm", X, W, 1e-6)
+    assert info.provider == "beta"
+    reasons = dict(info.skipped)
+    assert reasons["decline"] == "supports_args declined these arguments"
+    assert reasons["gamma"] == "runs on cuda, not cpu"
+    assert reasons["delta"] == "unavailable: libdelta missing"
+
+
+def test_unsupported_args_fall_through_to_the_next(providers):
+    xb = X.to(torch.bfloat16)
+    with ir_core.set_priority(rms_norm=["beta", "alpha"]):
+        assert who_ran(ir_core.ops.rms_norm(xb, W, 1e-6).float(), xb) == 2.0
+
+
+def test_decision_is_cached_per_key(providers):
+    beta = providers["beta"]
+    with ir_core.set_priority(rms_norm=["decline", "beta"]):
+        for _ in range(5):
+            ir_core.ops.rms_norm(X, W, 1e-6)
+        assert beta.kernel_calls == 5
+        assert beta.predicate_calls == 1
+        assert providers["decline"].predicate_calls == 1
+        ir_core.ops.rms_norm(torch.randn(9, 16), W, 1e-6)  # another shape: a new key
+        assert beta.predicate_calls == 2
+
+
+def test_priority_change_invalidates_the_cache(providers):
+    with ir_core.set_priority(rms_norm=["alpha"]):
+        assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 2.0
+    ir_core.configure({"rms_norm": ["beta"]})
+    assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 3.0
+    ir_core.configure({"rms_norm": ["alpha"]})
+    assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 2.0
+    ir_core.configure(None)
+    assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 1.0
+
+
+def test_plugin_change_invalidates_the_cache(plugin):
+    late = Provider("late", 13.0)
+    assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 1.0
+    plugin(platform_priority=lambda platform: {"rms_norm": ["late"]}, **late.hooks())
+    assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 13.0
+
+
+def test_sources_in_order_of_strength(providers, monkeypatch):
+    monkeypatch.setenv("IR_CORE_OP_PRIORITY", "rms_norm=alpha")
+    assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 2.0
+    ir_core.configure({"rms_norm": ["beta"]})
+    assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 3.0
+    with ir_core.set_priority(rms_norm=["alpha"]):
+        assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 2.0
+        with ir_core.set_priority(fused_add_rms_norm=["native"]):  # inherits rms_norm
+            assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 2.0
+    assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 3.0
+
+
+def test_plugin_defaults_follow_user_entries_without_duplicates(plugin, providers):
+    plugin(platform_priority=lambda platform: {"rms_norm": ["beta", "alpha"]})
+    assert priority.resolve("rms_norm") == ("beta", "alpha", "native")
+    ir_core.configure({"rms_norm": ["alpha", "decline"]})
+    assert priority.resolve("rms_norm") == ("alpha", "decline", "beta", "native")
+    ir_core.configure({"rms_norm": ["decline", "native"]})
+    assert priority.resolve("rms_norm") == ("decline", "native")
+
+
+def test_env_json_form(providers, monkeypatch):
+    monkeypatch.setenv("IR_CORE_OP_PRIORITY", json.dumps({"rms_norm": ["gamma", "beta"]}))
+    assert priority.resolve("rms_norm")[:2] == ("gamma", "beta")
+    assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 3.0
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("rms_norm=nosuch", ["unknown provider 'nosuch'", "known providers:", "native"]),
+        ("layer_norm=native", ["unknown op 'layer_norm'", "known ops:", "rms_norm"]),
+        ('{"rms_norm": "native"}', ["JSON must map op names to lists"]),
+        ("rms_norm", ["expected 'op=provider"]),
+    ],
+)
+def test_bad_env_priority_is_a_clear_error(monkeypatch, text, words):
+    monkeypatch.setenv("IR_CORE_OP_PRIORITY", text)
+    with pytest.raises(ir_core.PriorityError) as info:
+        ir_core.ops.rms_norm(torch.randn(2, 3), None, 1e-6)
+    for word in words:
+        assert word in str(info.value)
+    assert "IR_CORE_OP_PRIORITY" in str(info.value)
+
+
+def test_set_priority_and_configure_reject_unknown_names():
+    with pytest.raises(ir_core.PriorityError, match="known providers"):
+        with ir_core.set_priority(rms_norm=["nosuch"]):
+            pass
+    with pytest.raises(ir_core.PriorityError, match="known ops"):
+        ir_core.configure({"nosuch_op": ["native"]})
+
+
+def test_set_priority_is_thread_local(providers):
+    results = {}
+    inside, release = threading.Event(), threading.Event()
+
+    def worker():
+        inside.wait()
+        results["thread"] = who_ran(ir_core.ops.rms_norm(X, W, 1e-6))
+        release.set()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    with ir_core.set_priority(rms_norm=["alpha"]):
+        inside.set()
+        release.wait()
+        results["main"] = who_ran(ir_core.ops.rms_norm(X, W, 1e-6))
+    t.join()
+    assert results == {"thread": 1.0, "main": 2.0}
+
+
+def test_set_priority_is_task_local(providers):
+    async def run(name, order, started, other_started):
+        with ir_core.set_priority(rms_norm=order):
+            started.set()
+            await other_started.wait()  # both blocks are open at once
+            return name, who_ran(ir_core.ops.rms_norm(X, W, 1e-6))
+
+    async def main():
+        a, b = asyncio.Event(), asyncio.Event()
+        return dict(await asyncio.gather(run("a", ["alpha"], a, b), run("b", ["beta"], b, a)))
+
+    assert asyncio.run(main()) == {"a": 2.0, "b": 3.0}
+
+
+def test_explain_lists_impls_outside_the_priority(providers):
+    info = ir_core.explain("rms_norm", X, W, 1e-6)
+    assert info.provider == "native"
+    assert ("alpha", "not in this op's priority") in info.skipped
+    assert "rms_norm -> native" in str(info)
+    assert info.to_dict()["provider"] == "native"
+
+
+def test_a_raising_predicate_declines_without_breaking_the_call(plugin):
+    def boom(x, weight, epsilon, weight_bias=0.0, variance_size=None):
+        raise RuntimeError("predicate bug")
+
+    bad = Provider("faulty", 17.0)
+    bad.supports = boom
+    plugin(**bad.hooks())
+    with ir_core.set_priority(rms_norm=["faulty"]):
+        assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 1.0
+        reason = dict(ir_core.explain("rms_norm", X, W, 1e-6).skipped)["faulty"]
+    assert "supports_args raised RuntimeError: predicate bug" == reason
+
+
+def test_priority_hash_follows_priority_and_sources(providers):
+    base = ir_core.priority_hash()
+    assert base == ir_core.priority_hash()
+    ir_core.configure({"rms_norm": ["alpha"]})
+    with_alpha = ir_core.priority_hash()
+    assert with_alpha != base
+    ir_core.configure({"rms_norm": ["delta"]})  # unavailable: it cannot be selected
+    assert ir_core.priority_hash() == base
+    ir_core.configure(None)
+    assert ir_core.priority_hash() == base
+
+
+def test_dispatch_under_torch_compile_uses_the_priority(providers):
+    def f(x, w):
+        return ir_core.ops.rms_norm(x, w, 1e-6)
+
+    compiled = torch.compile(f, backend="eager", fullgraph=True)
+    with ir_core.set_priority(rms_norm=["alpha"]):
+        assert who_ran(compiled(X, W)) == 2.0

@@ -1,0 +1,134 @@
+"""The native ops against an fp64 reference written independently of the implementation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ir_core
+from ir_core.testing import mismatch
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+def reference_rms_norm(x, weight, eps, weight_bias=0.0, variance_size=None):
+    """Row by row in Python floats (fp64): no torch reductions shared with the implementation."""
+    rows = x.double().reshape(-1, x.shape[-1]).tolist()
+    h = x.shape[-1]
+    k = variance_size or h
+    w = [1.0] * h if weight is None else [v + weight_bias for v in weight.double().tolist()]
+    out = []
+    for row in rows:
+        scale = 1.0 / math.sqrt(sum(v * v for v in row[:k]) / k + eps)
+        out.append([v * scale * w[i] for i, v in enumerate(row)])
+    return torch.tensor(out, dtype=torch.float64).reshape(x.shape)
+
+
+def _assert_close(op, actual, expected_fp64, out_dtype):
+    problem = mismatch(op, actual, expected_fp64.to(out_dtype), what="output")
+    assert problem is None, problem
+
+
+@st.composite
+def norm_inputs(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    lead = draw(st.lists(st.integers(0, 4), min_size=1, max_size=2))
+    h = draw(st.integers(1, 96))
+    seed = draw(st.integers(0, 2**16))
+    g = torch.Generator().manual_seed(seed)
+    scale = draw(st.sampled_from([1e-3, 1.0, 30.0]))
+    x = (torch.randn(*lead, h, generator=g) * scale).to(dtype)
+    weight_kind = draw(st.sampled_from(["same", "fp32", "none"]))
+    weight = None if weight_kind == "none" else torch.randn(h, generator=g).to(
+        torch.float32 if weight_kind == "fp32" else dtype
+    )
+    weight_bias = 0.0 if weight is None else draw(st.sampled_from([0.0, 1.0]))
+    variance_size = draw(st.one_of(st.none(), st.integers(1, h)))
+    eps = draw(st.sampled_from([1e-6, 1e-5, 0.1]))
+    return x, weight, eps, weight_bias, variance_size
+
+
+@settings(max_examples=150, deadline=None)
+@given(norm_inputs())
+def test_rms_norm_matches_fp64_reference(case):
+    x, weight, eps, weight_bias, variance_size = case
+    op = ir_core.get_op("rms_norm")
+    out = op.native(x, weight, eps, weight_bias, variance_size)
+    assert out.dtype == x.dtype and out.shape == x.shape
+    _assert_close(op, out, reference_rms_norm(x, weight, eps, weight_bias, variance_size), x.dtype)
+
+
+@settings(max_examples=100, deadline=None)
+@given(norm_inputs(), st.sampled_from(DTYPES))
+def test_fused_add_rms_norm_matches_fp64_reference(case, residual_dtype):
+    x, weight, eps, weight_bias, variance_size = case
+    g = torch.Generator().manual_seed(x.numel())
+    residual = torch.randn(x.shape, generator=g).to(residual_dtype)
+    op = ir_core.get_op("fused_add_rms_norm")
+    out, residual_out = op.native(x, residual, weight, eps, weight_bias, variance_size)
+    s = x.double() + residual.double()
+    # residual_out is the sum rounded once to residual's dtype
+    assert torch.equal(residual_out, s.to(residual_dtype)) or mismatch(
+        op, residual_out, s.to(residual_dtype)
+    ) is None
+    assert residual_out.dtype == residual_dtype
+    # the norm is of the unrounded sum, in x's dtype
+    _assert_close(op, out, reference_rms_norm(s, weight, eps, weight_bias, variance_size), x.dtype)
+
+
+@settings(max_examples=60, deadline=None)
+@given(norm_inputs(), norm_inputs())
+def test_dual_rms_norm_is_two_independent_norms(a_case, b_case):
+    a, a_w, a_eps = a_case[0], a_case[1], a_case[2]
+    b, b_w, b_eps = b_case[0], b_case[1], b_case[2]
+    if a_w is None or b_w is None:
+        return  # dual_rms_norm always has weights (MLA's latents)
+    op = ir_core.get_op("dual_rms_norm")
+    a_out, b_out = op.native(a, a_w, b, b_w, a_eps, b_eps)
+    _assert_close(op, a_out, reference_rms_norm(a, a_w, a_eps), a.dtype)
+    _assert_close(op, b_out, reference_rms_norm(b, b_w, b_eps), b.dtype)
+
+
+def test_norm_is_computed_in_fp32_and_rounded_once():
+    # A bf16 input whose square overflows bf16's mantissa but not fp32's: only fp32-once
+    # arithmetic gives the reference answer within bf16's half-ulp.
+    x = torch.tensor([[3.0, 4.0, 1e-3, 300.0]], dtype=torch.bfloat16)
+    w = torch.tensor([0.5, 1.5, 2.0, 1.0], dtype=torch.float32)
+    out = ir_core.ops.rms_norm(x, w, 1e-6, weight_bias=1.0)
+    expected = reference_rms_norm(x, w, 1e-6, 1.0).to(torch.bfloat16)
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_functional_ops_never_mutate_inputs(dtype):
+    for name in ("rms_norm", "fused_add_rms_norm", "dual_rms_norm"):
+        op = ir_core.get_op(name)
+        for sample in op.sample_inputs(dtype):
+            before = sample.clone()
+            getattr(ir_core.ops, name)(*sample.args, **sample.kwargs)
+            for a, b in zip(sample.args, before.args):
+                if isinstance(a, torch.Tensor):
+                    assert torch.equal(a, b), f"{name} [{sample.label}] mutated an input"
+
+
+@pytest.mark.parametrize("name", ["rms_norm", "fused_add_rms_norm", "dual_rms_norm"])
+def test_zero_tokens(name):
+    op = ir_core.get_op(name)
+    sample = op.example_inputs(0, 64, torch.bfloat16)
+    outputs = getattr(ir_core.ops, name)(*sample.args)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    assert all(o.shape[0] == 0 for o in outputs)
+
+
+def test_samples_cover_the_promised_cases():
+    labels = {s.label for s in ir_core.get_op("rms_norm").sample_inputs(torch.bfloat16)}
+    for expected in ("3d", "strided rows", "zero tokens", "weight None", "weight_bias=1.0",
+                     "fp32 weight, weight_bias=1.0", "variance_size=48"):
+        assert expected in labels
+    strided = next(s for s in ir_core.get_op("rms_norm").sample_inputs(torch.float32)
+                   if s.label == "strided rows")
+    assert not strided.args[0].is_contiguous() and strided.args[0].stride(-1) == 1
