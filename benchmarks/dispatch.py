@@ -92,7 +92,7 @@ def run(repeats: int, number: int) -> list[dict[str, Any]]:
                 assert chosen == target, chosen
                 times = _median_ns(
                     {
-                        "direct": lambda: direct(x, w, eps),
+                        "direct": lambda direct=direct: direct(x, w, eps),
                         "ir_core.ops": lambda: dispatch(x, w, eps),
                         "torch.ops": lambda: torch_op(x, w, eps),
                     },
@@ -126,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(rows, sys.stdout, indent=2)
         print()
         return 0
-    print(f"torch {torch.__version__}, ir_core {ir_core.__version__}; medians of {args.repeats} interleaved runs")
+    print(
+        f"torch {torch.__version__}, ir_core {ir_core.__version__}; "
+        f"medians of {args.repeats} interleaved runs"
+    )
     header = (
         f"{'kernel':<13}{'providers':>10}{'direct µs':>11}{'ops µs':>9}{'overhead µs':>13}"
         f"{'ratio':>8}{'torch.ops µs':>14}{'overhead µs':>13}"

@@ -9,21 +9,28 @@ import ir_core
 from ir_core import discovery, platform
 
 
-def rms_norm_kernel(x: torch.Tensor, weight: torch.Tensor | None, epsilon: float,
-                    weight_bias: float = 0.0, variance_size: int | None = None) -> torch.Tensor:
+def rms_norm_kernel(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    variance_size: int | None = None,
+) -> torch.Tensor:
     return ir_core.get_op("rms_norm").native(x, weight, epsilon, weight_bias, variance_size)
 
 
 def registers(provider, fn=rms_norm_kernel):
     def register_impls(registry):
         registry.register_impl("rms_norm", provider, fn, device_types=("cpu",))
+
     return register_impls
 
 
 def test_a_good_plugin_loads_and_reports_its_providers(plugin):
-    record = plugin(ir_plugin_info=lambda: {"api_version": ir_core.API_VERSION,
-                                            "description": "fine"},
-                    register_impls=registers("good"))
+    record = plugin(
+        ir_plugin_info=lambda: {"api_version": ir_core.API_VERSION, "description": "fine"},
+        register_impls=registers("good"),
+    )
     assert record.status == "loaded" and record.providers == ["good"]
     assert record.description == "fine"
     assert "good" in ir_core.get_op("rms_norm").impls
@@ -52,8 +59,7 @@ def test_mismatched_impl_is_quarantined(plugin):
 
 
 def test_incompatible_api_version_is_quarantined(plugin):
-    record = plugin(ir_plugin_info=lambda: {"api_version": 99},
-                    register_impls=registers("future"))
+    record = plugin(ir_plugin_info=lambda: {"api_version": 99}, register_impls=registers("future"))
     assert record.status == "quarantined"
     assert "api_version 99" in record.reason
     assert "future" not in ir_core.get_op("rms_norm").impls
@@ -87,10 +93,13 @@ def test_platform_priority_hook_that_raises_is_quarantined(plugin):
 
 def test_platform_from_env_hook_and_torch(plugin, monkeypatch):
     assert platform.current_platform() == platform.detect_from_torch() == "cpu"
-    plugin(detect_platform=lambda: "npu",
-           platform_priority=lambda platform: {"rms_norm": ["npu_kernel"]} if platform == "npu"
-           else None,
-           register_impls=registers("npu_kernel"))
+    plugin(
+        detect_platform=lambda: "npu",
+        platform_priority=lambda platform: (
+            {"rms_norm": ["npu_kernel"]} if platform == "npu" else None
+        ),
+        register_impls=registers("npu_kernel"),
+    )
     name, source = platform.detect()
     assert name == "npu" and source.startswith("detect_platform hook of plugin test_plugin_")
     assert ir_core.priority.resolve("rms_norm") == ("npu_kernel", "native")
@@ -103,6 +112,9 @@ def test_platform_from_env_hook_and_torch(plugin, monkeypatch):
 
 def test_entry_points_are_read_once(monkeypatch):
     first = discovery.entry_points()
-    monkeypatch.setattr(discovery.importlib_metadata, "entry_points",
-                        lambda **kw: pytest.fail("entry points read twice"))
+    monkeypatch.setattr(
+        discovery.importlib_metadata,
+        "entry_points",
+        lambda **kw: pytest.fail("entry points read twice"),
+    )
     assert discovery.entry_points() is first

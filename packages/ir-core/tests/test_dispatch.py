@@ -25,8 +25,14 @@ class Provider:
         self.kernel_calls = 0
         self.predicate_calls = 0
 
-    def kernel(self, x: torch.Tensor, weight: torch.Tensor | None, epsilon: float,
-               weight_bias: float = 0.0, variance_size: int | None = None) -> torch.Tensor:
+    def kernel(
+        self,
+        x: torch.Tensor,
+        weight: torch.Tensor | None,
+        epsilon: float,
+        weight_bias: float = 0.0,
+        variance_size: int | None = None,
+    ) -> torch.Tensor:
         self.kernel_calls += 1
         return NATIVE(x, weight, epsilon, weight_bias, variance_size) * self.marker
 
@@ -36,8 +42,15 @@ class Provider:
 
     def hooks(self):
         def register_impls(registry):
-            registry.register_impl("rms_norm", self.name, self.kernel, device_types=self.devices,
-                                   supports_args=self.supports, available=self.available)
+            registry.register_impl(
+                "rms_norm",
+                self.name,
+                self.kernel,
+                device_types=self.devices,
+                supports_args=self.supports,
+                available=self.available,
+            )
+
         return {"register_impls": register_impls}
 
 

@@ -18,8 +18,10 @@ def test_opcheck_passes_on_every_sample(name, dtype):
     samples = op.sample_inputs(dtype)
     assert samples
     for sample in samples:
-        if any(isinstance(a, torch.Tensor) and a.numel() == 0 and a._base is not None
-               for a in sample.args):
+        if any(
+            isinstance(a, torch.Tensor) and a.numel() == 0 and a._base is not None
+            for a in sample.args
+        ):
             continue  # opcheck's own input cloning cannot copy zero-size strided views
         torch.library.opcheck(
             getattr(torch.ops.ir_core, name).default,

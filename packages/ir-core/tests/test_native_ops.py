@@ -43,8 +43,10 @@ def norm_inputs(draw):
     scale = draw(st.sampled_from([1e-3, 1.0, 30.0]))
     x = (torch.randn(*lead, h, generator=g) * scale).to(dtype)
     weight_kind = draw(st.sampled_from(["same", "fp32", "none"]))
-    weight = None if weight_kind == "none" else torch.randn(h, generator=g).to(
-        torch.float32 if weight_kind == "fp32" else dtype
+    weight = (
+        None
+        if weight_kind == "none"
+        else torch.randn(h, generator=g).to(torch.float32 if weight_kind == "fp32" else dtype)
     )
     weight_bias = 0.0 if weight is None else draw(st.sampled_from([0.0, 1.0]))
     variance_size = draw(st.one_of(st.none(), st.integers(1, h)))
@@ -72,9 +74,10 @@ def test_fused_add_rms_norm_matches_fp64_reference(case, residual_dtype):
     out, residual_out = op.native(x, residual, weight, eps, weight_bias, variance_size)
     s = x.double() + residual.double()
     # residual_out is the sum rounded once to residual's dtype
-    assert torch.equal(residual_out, s.to(residual_dtype)) or mismatch(
-        op, residual_out, s.to(residual_dtype)
-    ) is None
+    assert (
+        torch.equal(residual_out, s.to(residual_dtype))
+        or mismatch(op, residual_out, s.to(residual_dtype)) is None
+    )
     assert residual_out.dtype == residual_dtype
     # the norm is of the unrounded sum, in x's dtype
     _assert_close(op, out, reference_rms_norm(s, weight, eps, weight_bias, variance_size), x.dtype)
@@ -126,9 +129,19 @@ def test_zero_tokens(name):
 
 def test_samples_cover_the_promised_cases():
     labels = {s.label for s in ir_core.get_op("rms_norm").sample_inputs(torch.bfloat16)}
-    for expected in ("3d", "strided rows", "zero tokens", "weight None", "weight_bias=1.0",
-                     "fp32 weight, weight_bias=1.0", "variance_size=48"):
+    for expected in (
+        "3d",
+        "strided rows",
+        "zero tokens",
+        "weight None",
+        "weight_bias=1.0",
+        "fp32 weight, weight_bias=1.0",
+        "variance_size=48",
+    ):
         assert expected in labels
-    strided = next(s for s in ir_core.get_op("rms_norm").sample_inputs(torch.float32)
-                   if s.label == "strided rows")
+    strided = next(
+        s
+        for s in ir_core.get_op("rms_norm").sample_inputs(torch.float32)
+        if s.label == "strided rows"
+    )
     assert not strided.args[0].is_contiguous() and strided.args[0].stride(-1) == 1

@@ -34,8 +34,13 @@ def test_matching_signature_registers():
 
 
 def test_string_annotations_are_resolved():
-    def fn(x: "torch.Tensor", weight: "torch.Tensor | None", epsilon: "float",
-           weight_bias: "float" = 0.0, variance_size: "int | None" = None) -> "torch.Tensor":
+    def fn(
+        x: torch.Tensor,
+        weight: torch.Tensor | None,
+        epsilon: float,
+        weight_bias: float = 0.0,
+        variance_size: int | None = None,
+    ) -> torch.Tensor:
         return x
 
     register(fn)
@@ -46,7 +51,10 @@ def test_string_annotations_are_resolved():
     [
         (lambda x, weight, eps, weight_bias=0.0, variance_size=None: x, ["parameters", "eps"]),
         (lambda x, weight, epsilon: x, ["parameters"]),
-        (lambda x, weight, epsilon, weight_bias=1.0, variance_size=None: x, ["weight_bias", "defaults to 1.0"]),
+        (
+            lambda x, weight, epsilon, weight_bias=1.0, variance_size=None: x,
+            ["weight_bias", "defaults to 1.0"],
+        ),
     ],
 )
 def test_wrong_names_or_defaults_are_rejected(fn, words):
@@ -59,8 +67,13 @@ def test_wrong_names_or_defaults_are_rejected(fn, words):
 
 
 def test_wrong_annotation_is_rejected():
-    def fn(x: torch.Tensor, weight: torch.Tensor, epsilon: float, weight_bias: float = 0.0,
-           variance_size: int | None = None) -> torch.Tensor:
+    def fn(
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        epsilon: float,
+        weight_bias: float = 0.0,
+        variance_size: int | None = None,
+    ) -> torch.Tensor:
         return x
 
     with pytest.raises(RegistrationError, match="'weight' is annotated Tensor"):
@@ -68,8 +81,13 @@ def test_wrong_annotation_is_rejected():
 
 
 def test_wrong_return_annotation_is_rejected():
-    def fn(x: torch.Tensor, weight: torch.Tensor | None, epsilon: float, weight_bias: float = 0.0,
-           variance_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def fn(
+        x: torch.Tensor,
+        weight: torch.Tensor | None,
+        epsilon: float,
+        weight_bias: float = 0.0,
+        variance_size: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return x, x
 
     with pytest.raises(RegistrationError, match="returns"):
@@ -79,12 +97,15 @@ def test_wrong_return_annotation_is_rejected():
 def test_supports_args_must_have_the_op_parameters():
     with pytest.raises(RegistrationError, match="supports_args"):
         register(good_rms_norm, supports_args=lambda x, weight: True)
-    register(good_rms_norm, supports_args=lambda x, weight, epsilon, weight_bias=0.0,
-             variance_size=None: True)
+    register(
+        good_rms_norm,
+        supports_args=lambda x, weight, epsilon, weight_bias=0.0, variance_size=None: True,
+    )
 
 
-@pytest.mark.parametrize("bad", [dict(device_types="cpu"), dict(device_types=()),
-                                 dict(available="yes")])
+@pytest.mark.parametrize(
+    "bad", [dict(device_types="cpu"), dict(device_types=()), dict(available="yes")]
+)
 def test_bad_options_are_rejected(bad):
     with pytest.raises(RegistrationError):
         register(good_rms_norm, **bad)
@@ -97,8 +118,9 @@ def test_native_and_duplicates_are_rejected():
     ir_core.registry.register_impl("rms_norm", "regtest", good_rms_norm, device_types=("cpu",))
     try:
         with pytest.raises(RegistrationError, match="already registered"):
-            ir_core.registry.register_impl("rms_norm", "regtest", good_rms_norm,
-                                           device_types=("cpu",))
+            ir_core.registry.register_impl(
+                "rms_norm", "regtest", good_rms_norm, device_types=("cpu",)
+            )
     finally:
         op.impls.pop("regtest")
 
@@ -134,7 +156,9 @@ def test_a_raising_availability_check_means_unavailable():
 def test_decorator_form_returns_the_function():
     op = ir_core.get_op("rms_norm")
     try:
-        decorated = ir_core.registry.impl("rms_norm", "regtest", device_types=("cpu",))(good_rms_norm)
+        decorated = ir_core.registry.impl("rms_norm", "regtest", device_types=("cpu",))(
+            good_rms_norm
+        )
         assert decorated is good_rms_norm and op.impls["regtest"].fn is good_rms_norm
     finally:
         op.impls.pop("regtest", None)

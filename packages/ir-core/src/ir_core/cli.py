@@ -13,8 +13,15 @@ from typing import Any
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
 
 
 class UsageError(Exception):
@@ -46,8 +53,14 @@ def provider_rows() -> list[dict[str, Any]]:
         for name, impl in op.impls.items():
             row = by_provider.setdefault(
                 name,
-                {"provider": name, "plugin": impl.plugin or "ir_core", "ops": [],
-                 "device_types": set(), "available": True, "reason": ""},
+                {
+                    "provider": name,
+                    "plugin": impl.plugin or "ir_core",
+                    "ops": [],
+                    "device_types": set(),
+                    "available": True,
+                    "reason": "",
+                },
             )
             row["ops"].append(op.name)
             row["device_types"] |= set(impl.device_types or {"any"})
@@ -71,10 +84,21 @@ def cmd_list_providers(args: argparse.Namespace) -> int:
         if args.json:
             _print_json({"plugins": [r.to_dict() for r in records]})
         else:
-            print(_table([(r.name, r.distribution or "", r.version or "", r.value or "",
-                           r.status if r.status == "disabled" else "not loaded (--no-load)")
-                          for r in records],
-                         ("plugin", "distribution", "version", "entry point", "status")))
+            print(
+                _table(
+                    [
+                        (
+                            r.name,
+                            r.distribution or "",
+                            r.version or "",
+                            r.value or "",
+                            r.status if r.status == "disabled" else "not loaded (--no-load)",
+                        )
+                        for r in records
+                    ],
+                    ("plugin", "distribution", "version", "entry point", "status"),
+                )
+            )
         return EXIT_OK
     try:
         records = discovery.records()
@@ -84,18 +108,47 @@ def cmd_list_providers(args: argparse.Namespace) -> int:
     platform, source = detect()
     providers = provider_rows()
     if args.json:
-        _print_json({"platform": platform, "platform_source": source,
-                     "providers": providers, "plugins": [r.to_dict() for r in records]})
+        _print_json(
+            {
+                "platform": platform,
+                "platform_source": source,
+                "providers": providers,
+                "plugins": [r.to_dict() for r in records],
+            }
+        )
         return EXIT_OK
     print(f"platform: {platform} (from {source})\n")
-    print(_table([(r["provider"], r["plugin"], r["status"], ",".join(r["device_types"]),
-                   ",".join(r["ops"])) for r in providers],
-                 ("provider", "plugin", "status", "devices", "ops")))
+    print(
+        _table(
+            [
+                (
+                    r["provider"],
+                    r["plugin"],
+                    r["status"],
+                    ",".join(r["device_types"]),
+                    ",".join(r["ops"]),
+                )
+                for r in providers
+            ],
+            ("provider", "plugin", "status", "devices", "ops"),
+        )
+    )
     print()
     if records:
-        print(_table([(r.name, f"{r.distribution or '-'} {r.version or ''}".strip(), r.status,
-                       r.reason or r.description) for r in records],
-                     ("plugin", "distribution", "status", "reason / description")))
+        print(
+            _table(
+                [
+                    (
+                        r.name,
+                        f"{r.distribution or '-'} {r.version or ''}".strip(),
+                        r.status,
+                        r.reason or r.description,
+                    )
+                    for r in records
+                ],
+                ("plugin", "distribution", "status", "reason / description"),
+            )
+        )
     else:
         print("no plugins installed (entry-point group ir_core.plugins)")
     return EXIT_OK
@@ -110,16 +163,27 @@ def cmd_list_ops(args: argparse.Namespace) -> int:
 
     ir_core.load_plugins()
     ops = [
-        {"op": op.name, "schema": str(op.torch_op._schema) if op.torch_op is not None else "",
-         "declared_by": op.plugin or "ir_core", "providers": list(op.impls),
-         "priority": list(resolve(op.name))}
+        {
+            "op": op.name,
+            "schema": str(op.torch_op._schema) if op.torch_op is not None else "",
+            "declared_by": op.plugin or "ir_core",
+            "providers": list(op.impls),
+            "priority": list(resolve(op.name)),
+        }
         for op in sorted(ir_core.registry.ops(), key=lambda o: o.name)
     ]
     if args.json:
         _print_json({"ops": ops})
     else:
-        print(_table([(o["op"], o["declared_by"], ",".join(o["providers"]), ",".join(o["priority"]))
-                      for o in ops], ("op", "declared by", "impls", "priority")))
+        print(
+            _table(
+                [
+                    (o["op"], o["declared_by"], ",".join(o["providers"]), ",".join(o["priority"]))
+                    for o in ops
+                ],
+                ("op", "declared by", "impls", "priority"),
+            )
+        )
         print()
         for o in ops:
             print(f"  {o['schema']}")
@@ -161,8 +225,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     stand_in = not _device_usable(device)
     sample = op.example_inputs(n, h, getattr(torch, dtype_name), "meta" if stand_in else device)
     result = explain(op, *sample.args, device_type=device.type, **sample.kwargs)
-    data = {**result.to_dict(), "device": str(device), "dtype": dtype_name, "shape": [n, h],
-            "stand_in_tensors": "meta" if stand_in else None}
+    data = {
+        **result.to_dict(),
+        "device": str(device),
+        "dtype": dtype_name,
+        "shape": [n, h],
+        "stand_in_tensors": "meta" if stand_in else None,
+    }
     if args.json:
         _print_json(data)
     else:
@@ -196,8 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list-providers", help="providers and plugins, with status and reasons")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--no-load", action="store_true",
-                   help="list installed entry points without executing plugin code")
+    p.add_argument(
+        "--no-load",
+        action="store_true",
+        help="list installed entry points without executing plugin code",
+    )
     p.set_defaults(func=cmd_list_providers)
 
     p = sub.add_parser("list-ops", help="ops, their schemas, impls and priorities")

@@ -154,7 +154,7 @@ def load_plugins() -> None:
                 continue
             try:
                 plugin = ep.load()
-            except BaseException as exc:  # noqa: BLE001 - any import failure quarantines
+            except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 _quarantine(record, f"import failed: {type(exc).__name__}: {exc}")

@@ -95,7 +95,9 @@ def select(
     return Explanation(op.name, NATIVE, order, skipped)
 
 
-def _rejection(impl: Impl | None, provider: str, device_type: str, args: Sequence[Any]) -> str | None:
+def _rejection(
+    impl: Impl | None, provider: str, device_type: str, args: Sequence[Any]
+) -> str | None:
     """Why ``impl`` cannot run these args, or None when it can."""
     if impl is None:
         return f"no {provider} impl registered for this op"
@@ -127,7 +129,9 @@ def explain(op: str | Op, *args: Any, device_type: str | None = None, **kwargs: 
     return select(target, bound, device_type=device_type)
 
 
-def _resolve(op: Op, cache: dict[Any, Callable[..., Any]], key: Any, args: tuple[Any, ...]) -> Callable[..., Any]:
+def _resolve(
+    op: Op, cache: dict[Any, Callable[..., Any]], key: Any, args: tuple[Any, ...]
+) -> Callable[..., Any]:
     """The miss path: validate, select, remember."""
     from . import discovery
 
@@ -167,7 +171,7 @@ def {op.name}({call}):
     if is_compiling():
         return op.torch_op({call})
     try:
-        fn = cache[(key := ({', '.join(key_parts)},))]
+        fn = cache[(key := ({", ".join(key_parts)},))]
     except KeyError:
         fn = resolve(op, cache, key, ({call},))
     except Exception:

@@ -52,7 +52,7 @@ def _clone_keep_strides(value: Any) -> Any:
 class Param:
     """How the dispatcher and validation treat one parameter of an op."""
 
-    __slots__ = ("name", "annotation", "default", "is_tensor", "optional")
+    __slots__ = ("annotation", "default", "is_tensor", "name", "optional")
 
     def __init__(self, name: str, annotation: Any, default: Any) -> None:
         self.name = name
@@ -79,14 +79,14 @@ class Impl:
     """A kernel for one op from one provider."""
 
     __slots__ = (
-        "op_name",
-        "provider",
-        "fn",
-        "device_types",
-        "supports_args",
-        "plugin",
         "_available",
         "_status",
+        "device_types",
+        "fn",
+        "op_name",
+        "plugin",
+        "provider",
+        "supports_args",
     )
 
     def __init__(

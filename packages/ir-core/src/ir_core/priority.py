@@ -12,10 +12,9 @@ import hashlib
 import inspect
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable
 
 from .op import NATIVE
 
@@ -32,7 +31,7 @@ class Scope:
     """One ``set_priority`` layer. Part of every dispatch cache key, so it is hashed by identity;
     equal overrides share one Scope so that re-entering the same block reuses cached decisions."""
 
-    __slots__ = ("overrides", "__weakref__")
+    __slots__ = ("__weakref__", "overrides")
 
     def __init__(self, overrides: PriorityMap) -> None:
         self.overrides = overrides
@@ -67,7 +66,7 @@ def parse(text: str) -> PriorityMap:
         if not isinstance(data, dict) or not all(
             isinstance(v, list) and all(isinstance(p, str) for p in v) for v in data.values()
         ):
-            raise PriorityError(f'{ENV_PRIORITY}: JSON must map op names to lists of providers')
+            raise PriorityError(f"{ENV_PRIORITY}: JSON must map op names to lists of providers")
         return {op: tuple(providers) for op, providers in data.items()}
     result: PriorityMap = {}
     for entry in filter(None, (e.strip() for e in text.split(";"))):
@@ -147,9 +146,12 @@ def configure(priority: Mapping[str, Sequence[str]] | str | None = None) -> None
 
 
 def _env_priorities() -> PriorityMap:
+    """``IR_CORE_OP_PRIORITY``, parsed when priorities are resolved (set it before the first
+    dispatch: decisions already cached are not revisited until something else changes)."""
     global _env_cache
     text = os.environ.get(ENV_PRIORITY, "")
     if _env_cache is None or _env_cache[0] != text:
+        _env_cache = None
         _env_cache = (text, normalize(parse(text), source=ENV_PRIORITY))
     return _env_cache[1]
 
@@ -160,6 +162,8 @@ def _env_priorities() -> PriorityMap:
 def resolve(op: str, scope: Scope | None = None) -> tuple[str, ...]:
     """The providers ``op`` tries, in order, ending with ``native``."""
     scope = scope or current_scope.get()
+    if _env_cache is not None and os.environ.get(ENV_PRIORITY, "") != _env_cache[0]:
+        changed()  # the env was edited since we read it: nothing resolved from it stands
     cached = _resolved.get((scope, op))
     if cached is not None:
         return cached

@@ -83,7 +83,9 @@ class Registry:
         try:
             return self._ops[name]
         except KeyError:
-            raise KeyError(f"unknown op {name!r}; known ops: {', '.join(sorted(self._ops))}") from None
+            raise KeyError(
+                f"unknown op {name!r}; known ops: {', '.join(sorted(self._ops))}"
+            ) from None
 
     def ops(self) -> list[Op]:
         return list(self._ops.values())
@@ -198,7 +200,12 @@ class Registry:
     def provided_by(self, plugin: str) -> list[str]:
         """The providers ``plugin`` registered impls for."""
         return sorted(
-            {i.provider for op in self._ops.values() for i in op.impls.values() if i.plugin == plugin}
+            {
+                i.provider
+                for op in self._ops.values()
+                for i in op.impls.values()
+                if i.plugin == plugin
+            }
         )
 
     def on_change(self, callback: Callable[[], None]) -> None:
@@ -234,10 +241,14 @@ def check_signature(op: Op, fn: Callable[..., Any], *, what: str, check_types: b
             f"({', '.join(p.name for p in expected)})"
         )
     for want, got in zip(expected, actual):
-        if got.kind not in (
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            inspect.Parameter.POSITIONAL_ONLY,
-        ) and got.kind != want.kind:
+        if (
+            got.kind
+            not in (
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                inspect.Parameter.POSITIONAL_ONLY,
+            )
+            and got.kind != want.kind
+        ):
             raise RegistrationError(f"{what}: parameter '{got.name}' is {got.kind.description}")
         if got.default is not want.default and got.default != want.default:
             raise RegistrationError(

@@ -45,10 +45,11 @@ def mismatch(
         return None
     excess = torch.where(bad, err - allowed, torch.zeros_like(err)).nan_to_num(float("inf"))
     where = tuple(int(i) for i in torch.unravel_index(excess.argmax(), err.shape))
+    max_err = float(err.nan_to_num(float("inf")).max())
     return (
         f"{what}: {int(bad.sum())} of {err.numel()} elements out of tolerance; max error "
-        f"{float(err.nan_to_num(float('inf')).max()):.3g} (at {where}: got {float(a[where]):.6g}, "
-        f"expected {float(e[where]):.6g}); tolerance atol={atol:g} rtol={rtol:g} for {expected.dtype}"
+        f"{max_err:.3g} (at {where}: got {float(a[where]):.6g}, expected {float(e[where]):.6g}); "
+        f"tolerance atol={atol:g} rtol={rtol:g} for {expected.dtype}"
     )
 
 

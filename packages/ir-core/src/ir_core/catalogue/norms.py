@@ -210,8 +210,14 @@ def validate_dual_rms_norm(
 _EPS = 1e-6
 
 
-def _activation(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, g: torch.Generator) -> torch.Tensor:
-    return torch.randn(shape, generator=g, dtype=torch.float32).mul_(2.0).to(dtype=dtype, device=device)
+def _activation(
+    shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, g: torch.Generator
+) -> torch.Tensor:
+    return (
+        torch.randn(shape, generator=g, dtype=torch.float32)
+        .mul_(2.0)
+        .to(dtype=dtype, device=device)
+    )
 
 
 def _weight(h: int, dtype: torch.dtype, device: torch.device, g: torch.Generator) -> torch.Tensor:
@@ -219,12 +225,16 @@ def _weight(h: int, dtype: torch.dtype, device: torch.device, g: torch.Generator
     return w.to(dtype=dtype, device=device)
 
 
-def _strided_rows(t: int, h: int, dtype: torch.dtype, device: torch.device, g: torch.Generator) -> torch.Tensor:
+def _strided_rows(
+    t: int, h: int, dtype: torch.dtype, device: torch.device, g: torch.Generator
+) -> torch.Tensor:
     """Rows of a wider buffer (a split of a fused projection): unit last-dim stride only."""
     return _activation((t, h + 24), dtype, device, g)[:, 5 : 5 + h]
 
 
-def _norm_cases(dtype: torch.dtype, device: torch.device, g: torch.Generator) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None, dict]]:
+def _norm_cases(
+    dtype: torch.dtype, device: torch.device, g: torch.Generator
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None, dict]]:
     """(label, x, weight, options) for the cases every norm impl must get right."""
     for h in (1, 8, 127, 1024):
         yield f"2d h={h}", _activation((3, h), dtype, device, g), _weight(h, dtype, device, g), {}
@@ -283,7 +293,9 @@ def dual_rms_norm_samples(dtype: torch.dtype, device: torch.device) -> Iterator[
             f"split latents t={t} ({ha}, {hb})",
         )
     a, b = _activation((2, 3, 64), dtype, device, g), _activation((2, 3, 8), dtype, device, g)
-    yield Sample((a, _weight(64, dtype, device, g), b, _weight(8, dtype, device, g), _EPS, _EPS), {}, "3d")
+    yield Sample(
+        (a, _weight(64, dtype, device, g), b, _weight(8, dtype, device, g), _EPS, _EPS), {}, "3d"
+    )
 
 
 def rms_norm_example(n: int, h: int, dtype: torch.dtype, device: torch.device) -> Sample:

@@ -37,8 +37,11 @@ def supports(x, weight, epsilon, weight_bias=0.0, variance_size=None) -> bool:
 
 @ir_core.hookimpl
 def ir_plugin_info():
-    return {"name": "example", "api_version": ir_core.API_VERSION,
-            "description": "example CPU provider used by ir-core's tests"}
+    return {
+        "name": "example",
+        "api_version": ir_core.API_VERSION,
+        "description": "example CPU provider used by ir-core's tests",
+    }
 
 
 @ir_core.hookimpl
