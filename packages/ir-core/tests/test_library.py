@@ -75,3 +75,22 @@ def test_ops_are_opaque_in_graphs():
     compiled = torch.compile(f, backend="eager", fullgraph=True)
     x, w = torch.randn(3, 8), torch.randn(8)
     torch.testing.assert_close(compiled(x, w), f(x, w))
+
+
+def test_fast_path_still_records_the_op_in_dynamo_graphs():
+    import torch._dynamo  # noqa: F401  (Dynamo loaded: the next miss enables the fast body)
+
+    dispatcher = ir_core.ops.rms_norm
+    dispatcher(torch.randn(3, 24), None, 1e-6)  # a new key: a miss
+    assert "is_compiling" not in dispatcher.__code__.co_names
+    graphs = []
+
+    def capture(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    compiled = torch.compile(lambda x: dispatcher(x, None, 1e-6), backend=capture, fullgraph=True)
+    x = torch.randn(3, 24)
+    torch.testing.assert_close(compiled(x), ir_core.get_op("rms_norm").native(x, None, 1e-6))
+    targets = [n.target for n in graphs[0].graph.nodes if n.op == "call_function"]
+    assert targets == [torch.ops.ir_core.rms_norm.default]

@@ -13,6 +13,7 @@ layers of a model, and the full shape makes every validation and predicate answe
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,6 +137,8 @@ def _resolve(
     from . import discovery
 
     discovery.load_plugins()
+    if op.dispatcher in _pending_fast_paths and "torch._dynamo" in sys.modules:
+        _enable_fast_path(op.dispatcher)
     op.validate(args)
     if type(args[anchor_index(op)]) not in _PLAIN_TENSOR_TYPES:
         # FakeTensor, FunctionalTensor, DTensor...: the native semantics is plain torch and
@@ -151,7 +154,14 @@ def _resolve(
 
 
 def make_dispatcher(op: Op) -> Callable[..., Any]:
-    """Generate ``ir_core.ops.<op.name>``; see the module docstring for why."""
+    """Generate ``ir_core.ops.<op.name>``; see the module docstring for why.
+
+    Two bodies are generated. The first checks ``is_compiling()`` on every call so that Dynamo,
+    tracing a model, records ``torch.ops.ir_core.<name>`` instead of the eager machinery. Once
+    Dynamo is imported, a miss registers that behaviour with Dynamo itself
+    (``torch.compiler.substitute_in_graph``) and swaps in the second body, which skips the
+    check: the dispatcher object stays the same, so references users hold keep working.
+    """
     names = [p.name for p in op.params]
     anchor = op.params[anchor_index(op)].name
     key_parts = ["scope()", f"type({anchor})", f"{anchor}.device"]
@@ -166,10 +176,7 @@ def make_dispatcher(op: Op) -> Callable[..., Any]:
         else:
             key_parts.append(p.name)
     call = ", ".join(names)
-    source = f"""
-def {op.name}({call}):
-    if is_compiling():
-        return op.torch_op({call})
+    lookup = f"""
     try:
         fn = cache[(key := ({", ".join(key_parts)},))]
     except KeyError:
@@ -177,6 +184,18 @@ def {op.name}({call}):
     except Exception:
         fn = resolve(op, cache, None, ({call},))
     return fn({call})
+"""
+    source = f"""
+def guarded({call}):
+    if is_compiling():
+        return op.torch_op({call})
+{lookup}
+
+def fast({call}):
+{lookup}
+
+def traced({call}):
+    return op.torch_op({call})
 """
     cache: dict[Any, Callable[..., Any]] = {}
     _caches.append(cache)
@@ -188,12 +207,31 @@ def {op.name}({call}):
         "resolve": _resolve,
     }
     exec(compile(source, f"<ir_core.ops.{op.name}>", "exec"), namespace)
-    dispatcher = namespace[op.name]
-    defaults = [p.default for p in op.signature.parameters.values() if p.default is not p.empty]
-    dispatcher.__defaults__ = tuple(defaults) or None
+    defaults = tuple(
+        p.default for p in op.signature.parameters.values() if p.default is not p.empty
+    )
+    for fn in (namespace["guarded"], namespace["fast"], namespace["traced"]):
+        fn.__code__ = fn.__code__.replace(co_name=op.name)  # tracebacks show the op's name
+        fn.__defaults__ = defaults or None
+        fn.__name__ = fn.__qualname__ = op.name
+        fn.__module__ = "ir_core.ops"
+    dispatcher = namespace["guarded"]
     dispatcher.__doc__ = op.native.__doc__
-    dispatcher.__module__ = "ir_core.ops"
-    dispatcher.__qualname__ = op.name
     dispatcher.__annotations__ = dict(op.hints)
     dispatcher.__wrapped__ = op.native  # so inspect.signature shows the op's signature
+    _pending_fast_paths[dispatcher] = (namespace["fast"].__code__, namespace["traced"])
     return dispatcher
+
+
+#: Dispatchers still running their guarded body: dispatcher -> (fast body, Dynamo polyfill).
+_pending_fast_paths: dict[Callable[..., Any], tuple[Any, Callable[..., Any]]] = {}
+
+
+def _enable_fast_path(dispatcher: Callable[..., Any]) -> None:
+    """Hand compile-time tracing to Dynamo and drop the per-call ``is_compiling`` check."""
+    fast_code, traced = _pending_fast_paths.pop(dispatcher)
+    try:
+        torch.compiler.substitute_in_graph(dispatcher, skip_signature_check=True)(traced)
+    except Exception:  # a torch without this hook keeps the guarded body, which is correct
+        return
+    dispatcher.__code__ = fast_code
