@@ -78,7 +78,7 @@ def test_ops_are_opaque_in_graphs():
 
 
 def test_fast_path_still_records_the_op_in_dynamo_graphs():
-    import torch._dynamo  # noqa: F401  (Dynamo loaded: the next miss enables the fast body)
+    import torch._dynamo  # Dynamo loaded: the next miss enables the fast body
 
     dispatcher = ir_core.ops.rms_norm
     dispatcher(torch.randn(3, 24), None, 1e-6)  # a new key: a miss
