@@ -370,20 +370,6 @@ def test_declined_args_fall_back_to_native(triton_on_device: str) -> None:
     assert torch.equal(out, ir_core.get_op("rms_norm").native(scattered, w, EPS))
 
 
-def test_supports_args_on_fake_tensors() -> None:
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    with FakeTensorMode():
-        x, r, w = (
-            torch.empty(8, 4096, dtype=torch.bfloat16),
-            torch.empty(8, 4096),
-            torch.empty(4096),
-        )
-        assert triton_norm.rms_norm_supports(x, w, EPS) is True
-        assert triton_norm.fused_add_rms_norm_supports(x, r, w, EPS) is True
-        assert triton_norm.dual_rms_norm_supports(x, w, x[:, :512], w[:512], EPS, EPS) is True
-
-
 # -- launch heuristics -----------------------------------------------------------------------
 
 

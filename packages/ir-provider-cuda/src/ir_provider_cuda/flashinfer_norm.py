@@ -24,7 +24,7 @@ from types import ModuleType
 
 import torch
 
-from .rows import has_unit_last_stride, row_layout
+from .rows import has_unit_last_stride, known, row_layout, same_shape
 
 PROVIDER = "flashinfer"
 
@@ -94,12 +94,15 @@ def _as_rows_ok(x: torch.Tensor) -> bool:
     layout = row_layout(x)
     if layout is None or not layout.single_level:
         return False
-    return layout.stride_inner % _vector_elements(x) == 0
-
-
-def _vector_elements(x: torch.Tensor) -> int:
-    """Elements per vector load in FlashInfer's kernels: gcd(16 bytes / element size, H)."""
-    return math.gcd(_VECTOR_BYTES // x.element_size(), int(x.shape[-1]))
+    stride, hidden = layout.stride_inner, x.shape[-1]
+    if known(stride == hidden) or layout.levels == 0:  # contiguous rows, or a single row
+        return True
+    # Vectors hold gcd(16 bytes / element size, H) elements; with a symbolic H, ask for the
+    # stride to be a multiple of the widest vector (gcd(...) always divides it).
+    vector = _VECTOR_BYTES // x.element_size()
+    if isinstance(hidden, int):
+        vector = math.gcd(vector, hidden)
+    return known(stride % vector == 0)
 
 
 def _common_ok(
@@ -110,9 +113,9 @@ def _common_ok(
         and weight is not None
         and weight.dtype == x.dtype
         and weight.dim() == 1
-        and (weight.shape[0] == 1 or weight.stride(0) == 1)
+        and has_unit_last_stride(weight)
         and weight_bias in SUPPORTED_WEIGHT_BIAS
-        and (variance_size is None or variance_size == x.shape[-1])
+        and (variance_size is None or known(variance_size == x.shape[-1]))
     )
 
 
@@ -145,7 +148,7 @@ def fused_add_rms_norm_supports(
     return bool(
         _common_ok(x, weight, weight_bias, variance_size)
         and residual.dtype == x.dtype
-        and tuple(residual.shape) == tuple(x.shape)
+        and same_shape(residual, x)
     )
 
 
@@ -206,7 +209,7 @@ def fused_add_rms_norm(
 def _as_2d(x: torch.Tensor) -> torch.Tensor:
     """(N, H) view of x, whose rows are one stride level (checked by supports_args)."""
     layout = row_layout(x)
-    assert layout is not None
+    assert layout is not None and layout.single_level
     return x.as_strided((layout.n_rows, x.shape[-1]), (layout.stride_inner, 1))
 
 

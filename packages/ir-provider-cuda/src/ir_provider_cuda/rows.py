@@ -7,67 +7,83 @@ Two levels cover every 2-D view (strided rows, e.g. one half of a split), every 
 (e.g. a slice of a (tokens, heads, head_dim) buffer) and every higher-rank tensor whose leading
 dims collapse to two; the kernels take these strides instead of asking for a contiguous copy.
 
-Only sizes and strides are read, never data, so the helpers work on FakeTensors too.
+Only sizes and strides are read, never data, so the helpers work on FakeTensors; and with
+symbolic shapes they decide only what is statically known, never adding a guard, so a
+``supports_args`` built on them does not specialize a compiled graph to one token count.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
+from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+
+def known(condition: Any) -> bool:
+    """``condition`` as a plain bool; a symbolic one counts as true only when it provably is
+    (no guard is added, so an undecidable condition is simply False)."""
+    if isinstance(condition, bool):
+        return condition
+    return bool(statically_known_true(condition))
 
 
 class RowLayout(NamedTuple):
-    """Rows of a (..., H) tensor as two levels of strides (in elements).
+    """Rows of a (..., H) tensor as (at most) two levels of strides, in elements.
 
-    ``n_rows == inner_rows`` means one level: the tensor views as (n_rows, H) with row stride
-    ``stride_inner``, without a copy.
+    ``levels`` is how many leading dims remain after dropping size-1 dims and merging
+    contiguous runs: 0 (a single row), 1 (the tensor views as (n_rows, H) with row stride
+    ``stride_inner``, no copy needed) or 2.
     """
 
-    n_rows: int
-    inner_rows: int
-    stride_outer: int
-    stride_inner: int
+    n_rows: Any
+    inner_rows: Any
+    stride_outer: Any
+    stride_inner: Any
+    levels: int
 
     @property
     def single_level(self) -> bool:
-        return self.n_rows == self.inner_rows
+        return self.levels <= 1
 
 
 def row_layout(t: torch.Tensor) -> RowLayout | None:
     """The :class:`RowLayout` of ``t``, or None when its rows need more than two stride levels.
 
     The last dim must have unit stride (or size 1); that is checked by the callers'
-    ``supports_args``, not here.
+    ``supports_args`` (see :func:`has_unit_last_stride`), not here.
     """
-    dims = [(int(size), int(stride)) for size, stride in zip(t.shape[:-1], t.stride()[:-1])]
-    n_rows = 1
-    for size, _ in dims:
-        n_rows *= size
-    if n_rows == 0:
-        return RowLayout(0, 0, 0, 0)
-    # Size-1 dims take no part in addressing; merge each dim into the one before it when the
-    # outer stride steps exactly over the inner dim (a contiguous run of rows).
-    merged: list[tuple[int, int]] = []
-    for size, stride in dims:
-        if size == 1:
+    sizes, strides = tuple(t.shape[:-1]), tuple(t.stride()[:-1])
+    n_rows: Any = 1
+    for size in sizes:
+        n_rows = n_rows * size
+    if known(n_rows == 0):
+        return RowLayout(0, 0, 0, 0, 0)
+    # Size-1 dims take no part in addressing; a dim merges into the one before it when the
+    # outer stride steps exactly over it (a contiguous run of rows).
+    merged: list[tuple[Any, Any]] = []
+    for size, stride in zip(sizes, strides):
+        if known(size == 1):
             continue
-        if merged and merged[-1][1] == stride * size:
-            outer_size, _ = merged[-1]
-            merged[-1] = (outer_size * size, stride)
+        if merged and known(merged[-1][1] == stride * size):
+            merged[-1] = (merged[-1][0] * size, stride)
         else:
             merged.append((size, stride))
     if not merged:
-        return RowLayout(1, 1, 0, 0)
+        return RowLayout(n_rows, n_rows, 0, 0, 0)
     if len(merged) == 1:
-        size, stride = merged[0]
-        return RowLayout(n_rows, size, 0, stride)
+        return RowLayout(n_rows, n_rows, 0, merged[0][1], 1)
     if len(merged) == 2:
         (_, outer_stride), (inner_size, inner_stride) = merged
-        return RowLayout(n_rows, inner_size, outer_stride, inner_stride)
+        return RowLayout(n_rows, inner_size, outer_stride, inner_stride, 2)
     return None
 
 
 def has_unit_last_stride(t: torch.Tensor) -> bool:
     """True when the elements of each row are adjacent in memory (or a row has one element)."""
-    return t.dim() >= 1 and (t.shape[-1] == 1 or t.stride(-1) == 1)
+    return t.dim() >= 1 and (known(t.stride(-1) == 1) or known(t.shape[-1] == 1))
+
+
+def same_shape(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Shapes provably equal (symbolic dims compared without adding guards)."""
+    return a.dim() == b.dim() and all(known(x == y) for x, y in zip(a.shape, b.shape))

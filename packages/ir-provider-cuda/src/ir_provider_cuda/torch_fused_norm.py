@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .rows import known
+
 PROVIDER = "torch_fused"
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -40,7 +42,7 @@ def rms_norm_supports(
         x.dtype in SUPPORTED_DTYPES
         and (weight is None or weight.dtype == x.dtype)
         and weight_bias == 0.0
-        and (variance_size is None or variance_size == x.shape[-1])
+        and (variance_size is None or known(variance_size == x.shape[-1]))
     )
 
 

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import torch
 
-from .rows import has_unit_last_stride, row_layout
+from .rows import has_unit_last_stride, row_layout, same_shape
 
 PROVIDER = "triton"
 
@@ -89,10 +89,7 @@ def fused_add_rms_norm_supports(
     """As :func:`rms_norm_supports`, for ``x`` and ``residual`` of the same shape (their
     dtypes and row strides may differ)."""
     return bool(
-        _rows_ok(x)
-        and _rows_ok(residual)
-        and tuple(x.shape) == tuple(residual.shape)
-        and _weight_ok(weight)
+        _rows_ok(x) and _rows_ok(residual) and same_shape(x, residual) and _weight_ok(weight)
     )
 
 
