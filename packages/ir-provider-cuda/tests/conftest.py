@@ -17,7 +17,7 @@ HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import ir_core  # after TRITON_INTERPRET, which plugin registration reads
+import ir_core  # noqa: E402  (after TRITON_INTERPRET, which plugin registration reads)
 
 #: The device the Triton kernels are tested on: the GPU when there is one, else the CPU
 #: through the interpreter.

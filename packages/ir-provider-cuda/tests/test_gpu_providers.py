@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import ir_core
 import pytest
 import torch
+
+import ir_core
 from ir_core import Sample
 from ir_core.testing import assert_matches_native
-
 from ir_provider_cuda import flashinfer_norm, torch_fused_norm
 
 EPS = 1e-6

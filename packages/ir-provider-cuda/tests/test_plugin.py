@@ -7,12 +7,12 @@ import importlib.util
 import subprocess
 import sys
 
-import ir_core
 import pytest
 import torch
+
+import ir_core
 from ir_core import discovery
 from ir_core.testing import assert_matches_native
-
 from ir_provider_cuda import flashinfer_norm, plugin, torch_fused_norm, triton_norm
 
 HAS_CUDA = torch.cuda.is_available()

@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import ir_core
 import pytest
 import torch
+
+import ir_core
 from ir_core import Sample
 from ir_core.testing import assert_matches_native, mismatch
-
 from ir_provider_cuda import triton_norm
 from ir_provider_cuda.rows import row_layout
 

@@ -76,7 +76,7 @@ def available() -> tuple[bool, str]:
         return False, "; ".join(reasons)
     try:
         _fi()
-    except Exception as exc:  # noqa: BLE001  installed but broken (ABI mismatch, CUDA libs)
+    except Exception as exc:  # installed but broken: ABI mismatch with torch, missing CUDA libs
         return False, f"import flashinfer.norm failed ({type(exc).__name__}: {exc})"
     return True, ""
 

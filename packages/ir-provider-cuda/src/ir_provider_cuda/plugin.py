@@ -46,7 +46,7 @@ def ir_plugin_info() -> dict[str, Any]:
     return {
         "name": "cuda",
         "api_version": ir_core.API_VERSION,
-        "description": "Triton, FlashInfer and torch-fused RMS norm kernels for NVIDIA and AMD GPUs",
+        "description": "Triton, FlashInfer and torch-fused RMS norms for NVIDIA and AMD GPUs",
     }
 
 

@@ -46,7 +46,7 @@ def available() -> tuple[bool, str]:
     """Triton must import, and there must be a GPU or the interpreter must be on."""
     try:
         import triton  # noqa: F401
-    except Exception as exc:  # noqa: BLE001  ImportError, or a Triton whose native parts fail
+    except Exception as exc:  # ImportError, or a Triton whose native parts fail to load
         return False, f"triton is not importable ({type(exc).__name__}: {exc})"
     if torch.cuda.is_available() or interpret_requested():
         return True, ""
