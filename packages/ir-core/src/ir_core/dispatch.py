@@ -2,8 +2,8 @@
 
 The hot path is one generated function per op with the op's own signature. It builds a key from
 what predicates may read (the priority scope, the type and device of the first tensor, the
-dtype, shape and strides of every tensor, every other argument), looks the chosen kernel up in
-a dict, and calls it. Validation, availability checks and ``supports_args`` run only on a miss.
+dtype, shape and layout of every tensor -- contiguous, or else its strides -- and every other
+argument), looks the chosen kernel up in a dict, and calls it. Validation, availability checks and ``supports_args`` run only on a miss.
 
 Why generated: a generic ``*args`` wrapper that loops over parameters costs several hundred
 nanoseconds more per call; the generated body is what one would write by hand for each op.
@@ -166,13 +166,17 @@ def make_dispatcher(op: Op) -> Callable[..., Any]:
     anchor = op.params[anchor_index(op)].name
     key_parts = ["scope()", f"type({anchor})", f"{anchor}.device"]
     for p in op.params:
+        # strides only when not contiguous: a contiguous layout is implied by the shape, and
+        # is_contiguous() is cheaper than building and hashing a stride tuple
+        attrs = [
+            f"{p.name}.dtype",
+            f"{p.name}.shape",
+            f"True if {p.name}.is_contiguous() else {p.name}.stride()",
+        ]
         if p.is_tensor and p.optional:
-            key_parts += [
-                f"None if {p.name} is None else {p.name}.{attr}"
-                for attr in ("dtype", "shape", "stride()")
-            ]
+            key_parts += [f"None if {p.name} is None else ({a})" for a in attrs]
         elif p.is_tensor:
-            key_parts += [f"{p.name}.dtype", f"{p.name}.shape", f"{p.name}.stride()"]
+            key_parts += attrs
         else:
             key_parts.append(p.name)
     call = ", ".join(names)

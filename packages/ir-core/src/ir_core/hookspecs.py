@@ -81,8 +81,9 @@ def register_impls(registry: Registry) -> None:
     - ``supports_args``: an optional predicate with the op's parameters returning a plain
       ``bool``. It may read dtypes, devices, shapes, strides and non-tensor arguments, never
       tensor values; it must accept FakeTensors and symbolic shapes. Its answer is cached per
-      dispatch key (the type and device of the first tensor, and the dtype, shape and strides of
-      every tensor, and every other argument), so it is evaluated once per distinct layout.
+      dispatch key (the type and device of the first tensor; the dtype, shape and layout of
+      every tensor, i.e. contiguous or else its strides; every other argument), so it is
+      evaluated once per distinct key and must not depend on anything else.
     - ``available``: a bool, or a zero-argument callable returning ``(bool, reason)``, evaluated
       once, lazily, the first time the provider is considered. Import vendor libraries there,
       not at plugin import, so that a missing or broken library makes the provider
