@@ -17,7 +17,7 @@ Hooks are called in this order when plugins load (lazily, on first dispatch, fir
 1. ``ir_plugin_info``          -- checked before anything else (``api_version``)
 2. ``register_ops``            -- for every plugin, so that impls of new ops can follow
 3. ``register_impls``
-4. ``register_fusion_passes``  -- collected by ``ir_fusions`` when it is installed
+4. ``register_fusion_passes``  -- when a compile first needs the fusion passes
 5. ``detect_platform``         -- first non-None answer wins
 6. ``platform_priority``       -- when priorities are first resolved
 """
@@ -97,10 +97,15 @@ def register_impls(registry: Registry) -> None:
 
 @hookspec
 def register_fusion_passes(registry: Any) -> None:
-    """Contribute graph rewrites to the fusion pass registry of ``ir_fusions``.
+    """Contribute graph rewrites that run inside ``torch.compile`` before IR ops are lowered.
 
-    Only called when ``ir_fusions`` is installed; ``registry`` is its pass registry. See the
-    ``ir_fusions`` documentation for the pattern API.
+    Call ``registry.register(name, fn, *, order=100)``: ``fn(gm)`` rewrites the post-grad ATen
+    ``torch.fx.GraphModule`` in place -- it still holds the ``torch.ops.ir_core.*`` nodes -- and
+    returns how many matches it rewrote. Passes run in ``order`` (then name); names are unique
+    across plugins and users pick them with ``IR_CORE_FUSIONS`` (``-name`` disables one, a bare
+    name means "only these"). Fused ops a pass emits are declared in ``register_ops``.
+
+    :param registry: the process-wide :class:`ir_core.compile.FusionPassRegistry`.
     """
 
 
