@@ -1,0 +1,164 @@
+"""Fusion passes: rules of (pattern, check, replacement) applied to an FX graph in place.
+
+A :class:`Rule` says *what* to rewrite: a :class:`~ir_fusions.pattern.Pattern` anchored at one
+node, an extra ``check`` on the match (dtypes, shapes, constants), and a ``replace`` function that
+returns a :class:`Replacement`: the fused op, its arguments, and which old node each of its
+outputs stands for. A :class:`FusionPass` says *how*: it finds matches, inserts the fused node
+where every input is defined and before every user, reroutes the users, erases what became dead,
+and returns how many matches it rewrote. Graph surgery lives here, once; rules stay declarative.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Container, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import fx
+
+from .pattern import Match, Pattern
+
+__all__ = ["FusionPass", "Replacement", "Rule", "apply_replacement"]
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """One fused node and the old nodes its outputs replace.
+
+    ``outputs`` maps an old node to the index of the fused op's output that replaces it, or to
+    None when the fused node replaces it whole (both return the same tuple). ``values`` are the
+    fused op's example outputs (``meta["val"]``), one per output, so later passes and lowering
+    can read dtypes and shapes of the new nodes as they could of the old ones.
+    """
+
+    target: Any
+    args: tuple[Any, ...]
+    outputs: dict[fx.Node, int | None]
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``pattern`` finds a candidate, ``check`` accepts it, ``replace`` says what replaces it.
+
+    ``check`` may refine the match's bindings (e.g. choose which addend becomes ``x``) and
+    returns whether the rewrite preserves the semantics; ``replace`` returns the
+    :class:`Replacement`, or None to decline after all.
+    """
+
+    pattern: Pattern
+    check: Callable[[Match], bool]
+    replace: Callable[[Match], Replacement | None]
+    name: str = ""
+
+
+@dataclass
+class FusionPass:
+    """A named, ordered graph rewrite: ``pass_(gm)`` rewrites in place and returns the count.
+
+    ``order`` places it among the other passes (lower runs first); ``name`` is what
+    ``IR_CORE_FUSIONS="-name"`` disables. Accepts a ``GraphModule`` (recompiled when changed) or
+    a bare ``fx.Graph`` (what Inductor's post-grad hooks hand over).
+    """
+
+    name: str
+    rules: Sequence[Rule]
+    order: int = 100
+    description: str = ""
+    last_count: int = field(default=0, init=False, repr=False)
+
+    def __call__(self, gm: fx.GraphModule | fx.Graph) -> int:
+        graph = gm.graph if isinstance(gm, fx.GraphModule) else gm
+        gone: set[fx.Node] = set()
+        count = 0
+        for rule, match in self.find(graph, gone):
+            if not rule.check(match):
+                continue
+            replacement = rule.replace(match)
+            if replacement is None:
+                continue
+            erased = apply_replacement(graph, replacement, match.nodes)
+            if erased is None:
+                continue
+            gone.update(erased)
+            count += 1
+        if count:
+            graph.lint()
+            if isinstance(gm, fx.GraphModule):
+                gm.recompile()
+        self.last_count = count
+        return count
+
+    def find(self, graph: fx.Graph, gone: Container[fx.Node]) -> Iterator[tuple[Rule, Match]]:
+        """Candidate matches: every rule's pattern tried at every node, in graph order.
+
+        Runs over a snapshot of the nodes, lazily, so rewrites made meanwhile are seen; nodes
+        in ``gone`` (erased by an earlier rewrite) are skipped, and once a node is rewritten no
+        further rule is tried on it (a rule whose check declines leaves the next one a chance).
+        Passes whose matches span several anchors (two sibling norms) override this.
+        """
+        for node in list(graph.nodes):
+            if node.op != "call_function":
+                continue
+            for rule in self.rules:
+                if node in gone:  # rewritten by the previous rule
+                    break
+                match = rule.pattern(node)
+                if match is not None:
+                    yield rule, match
+
+
+def _input_nodes(args: Any) -> list[fx.Node]:
+    found: list[fx.Node] = []
+    fx.node.map_arg(args, found.append)
+    return found
+
+
+def apply_replacement(
+    graph: fx.Graph, replacement: Replacement, matched: Sequence[fx.Node]
+) -> list[fx.Node] | None:
+    """Insert the fused node, reroute users of the nodes it replaces, erase the dead ones.
+
+    The fused node goes right before the first user (outside the match) of any node it
+    replaces, which must come after the last of its inputs; when it cannot (an input is computed
+    after such a user), nothing is changed and None is returned. Nodes of the match and the
+    replaced nodes are erased when nothing uses them any more (so a producer still used
+    elsewhere, like a split, stays). Returns the erased nodes.
+    """
+    position = {node: i for i, node in enumerate(graph.nodes)}
+    candidates = set(matched) | set(replacement.outputs)
+    users = [u for old in replacement.outputs for u in old.users if u not in candidates]
+    if not users:
+        return None
+    first_user = min(users, key=position.__getitem__)
+    inputs = _input_nodes(replacement.args)
+    if any(position[n] >= position[first_user] for n in inputs):
+        return None
+
+    anchor = max(candidates, key=position.__getitem__)
+    with graph.inserting_before(first_user):
+        fused = graph.call_function(replacement.target, replacement.args)
+        _copy_meta(anchor, fused, tuple(replacement.values))
+        for old, index in replacement.outputs.items():
+            if index is None:
+                new = fused
+            else:
+                new = graph.call_function(operator.getitem, (fused, index))
+                _copy_meta(anchor, new, replacement.values[index])
+            old.replace_all_uses_with(new)
+
+    erased = []
+    for node in sorted(candidates, key=position.__getitem__, reverse=True):
+        if not node.users:
+            graph.erase_node(node)
+            erased.append(node)
+    return erased
+
+
+def _copy_meta(source: fx.Node, target: fx.Node, value: Any) -> None:
+    """``meta["val"]`` for the new node, and the source location of the code it came from."""
+    target.meta["val"] = value
+    for key in ("stack_trace", "nn_module_stack", "source_fn_stack"):
+        if key in source.meta:
+            target.meta[key] = source.meta[key]
