@@ -10,7 +10,10 @@ and returns how many matches it rewrote. Graph surgery lives here, once; rules s
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import operator
+import sys
 from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,20 +56,24 @@ class Rule:
     name: str = ""
 
 
-@dataclass
+@dataclass(repr=False)
 class FusionPass:
     """A named, ordered graph rewrite: ``pass_(gm)`` rewrites in place and returns the count.
 
     ``order`` places it among the other passes (lower runs first); ``name`` is what
     ``IR_CORE_FUSIONS="-name"`` disables. Accepts a ``GraphModule`` (recompiled when changed) or
     a bare ``fx.Graph`` (what Inductor's post-grad hooks hand over).
+
+    ``repr(pass_)`` is stable across processes and changes with the source of the pass (its
+    rules' modules and this driver): ir-core's compile-cache key reads it for callables that
+    are not plain functions.
     """
 
     name: str
     rules: Sequence[Rule]
     order: int = 100
     description: str = ""
-    last_count: int = field(default=0, init=False, repr=False)
+    _fingerprint: str = field(default="", init=False)
 
     def __call__(self, gm: fx.GraphModule | fx.Graph) -> int:
         graph = gm.graph if isinstance(gm, fx.GraphModule) else gm
@@ -87,8 +94,26 @@ class FusionPass:
             graph.lint()
             if isinstance(gm, fx.GraphModule):
                 gm.recompile()
-        self.last_count = count
         return count
+
+    def fingerprint(self) -> str:
+        """A digest of the source this pass runs: its class, its rules' modules, this driver."""
+        if self._fingerprint:
+            return self._fingerprint
+        modules = {type(self).__module__, __name__}
+        for rule in self.rules:
+            modules.update(f.__module__ for f in (rule.check, rule.replace))
+        digest = hashlib.sha256()
+        for name in sorted(modules):
+            try:
+                digest.update(inspect.getsource(sys.modules[name]).encode())
+            except (KeyError, OSError, TypeError):
+                digest.update(name.encode())
+        self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def __repr__(self) -> str:
+        return f"<FusionPass {self.name} order={self.order} source={self.fingerprint()}>"
 
     def find(self, graph: fx.Graph, gone: Container[fx.Node]) -> Iterator[tuple[Rule, Match]]:
         """Candidate matches: every rule's pattern tried at every node, in graph order.
