@@ -145,3 +145,11 @@ def test_samples_cover_the_promised_cases():
         if s.label == "strided rows"
     )
     assert not strided.args[0].is_contiguous() and strided.args[0].stride(-1) == 1
+
+
+def test_sample_clone_copes_with_expanded_tensors():
+    from ir_core import Sample
+
+    row = torch.randn(1, 16).expand(4, 16)  # stride 0: one memory location per column
+    copy = Sample((row, None, 1e-6)).clone()
+    assert torch.equal(copy.args[0], row) and copy.args[0].data_ptr() != row.data_ptr()

@@ -42,11 +42,13 @@ class Sample:
 
 
 def _clone_keep_strides(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return torch.empty_strided(
-            value.size(), value.stride(), dtype=value.dtype, device=value.device
-        ).copy_(value)
-    return value
+    if not isinstance(value, torch.Tensor):
+        return value
+    copy = torch.empty_strided(value.size(), value.stride(), dtype=value.dtype, device=value.device)
+    try:
+        return copy.copy_(value)
+    except RuntimeError:  # overlapping memory (an expanded, stride-0 view) cannot be rebuilt
+        return value.clone()
 
 
 class Param:
