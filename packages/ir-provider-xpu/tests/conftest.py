@@ -2,10 +2,14 @@
 
 Tests marked ``xpu`` need an Intel GPU and are skipped, with the reason, without one. Tests
 that use the ``ipex`` fixture run IPEX's real kernels; they are skipped with the provider's own
-reason (e.g. "IPEX 2.8.0 needs torch 2.8.*, found 2.13.0+cpu") where IPEX cannot be used.
+reason (e.g. "IPEX 2.8.0 needs torch 2.8.*, found 2.13.0+cpu") where IPEX cannot be used,
+or fail with it under ``IR_XPU_REQUIRE_IPEX=1`` (set by ``nox -s ipex``, whose whole point is to
+run them).
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -36,5 +40,7 @@ def ipex() -> ipex_norm.IpexApi:
     """The loaded IPEX, or skip with the reason it cannot be used here."""
     api, reason = ipex_norm.load()
     if api is None:
+        if os.environ.get("IR_XPU_REQUIRE_IPEX") == "1":
+            pytest.fail(f"IR_XPU_REQUIRE_IPEX=1 but IPEX is not usable: {reason}")
         pytest.skip(f"IPEX not usable here: {reason}")
     return api
