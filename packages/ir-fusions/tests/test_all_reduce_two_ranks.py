@@ -117,6 +117,20 @@ def _run_rank(rank: int) -> dict[str, object]:
             "after": [t.clone() for t in after],
         }
 
+    # Through torch.compile, where ir-core runs the passes post-grad (when it has that).
+    if hasattr(ir_core, "compile_report"):
+        from torch._inductor import config as inductor_config
+
+        args = _shards(_full_weights(torch.float32), rank)
+        with inductor_config.patch(fx_graph_cache=False):
+            compiled = torch.compile(_tp_block(group_name), fullgraph=True)(*args)
+        report = ir_core.compile_report()
+        results["compiled"] = {
+            "fusions": dict(report.fusions),
+            "providers": report.providers(),
+            "outputs": [t.clone() for t in compiled],
+        }
+
     # The fused op's native semantics on every sample, against dist.all_reduce + the norm.
     op = ir_core.get_op("all_reduce_rms_norm")
     checked = []
@@ -209,6 +223,20 @@ def test_fused_block_fp32_against_the_full_model(ranks):
     torch.testing.assert_close(got_y, y, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got_residual, s, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got_out, out, atol=1e-5, rtol=1e-5)
+
+
+def test_compiled_tp_block_reports_the_rewrites(ranks):
+    for result in ranks:
+        if "compiled" not in result:
+            pytest.skip("ir-core's compile integration (ir_core.compile_report) is not here")
+        compiled = result["compiled"]
+        assert compiled["fusions"]["all_reduce_rms_norm"] == 2
+        assert set(compiled["providers"]) == {
+            "all_reduce_rms_norm",
+            "all_reduce_fused_add_rms_norm",
+        }
+        for got, want in zip(compiled["outputs"], result[str(torch.float32)]["before"]):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_native_all_reduce_rms_norm_on_every_sample(ranks):
