@@ -48,7 +48,7 @@ class RecordingAiter:
 GENERATIONS = ("0.1.13", "0.1.16", "0.1.17", "private-only")
 
 
-def build(generation: str) -> RecordingAiter:
+def build(generation: str, opus: str | None = None) -> RecordingAiter:
     """A recorder with the entry points of ``generation``:
 
     - ``0.1.13``: legacy public ``fused_qk_rmsnorm(q, q_weight, q_eps, k, k_weight, k_eps)``
@@ -58,6 +58,10 @@ def build(generation: str) -> RecordingAiter:
     - ``0.1.17``: as 0.1.16, plus ``gemma_norm`` on ``rmsnorm2d_fwd_with_add`` (7th, before
       ``use_model_sensitive_rmsnorm``) and on ``rmsnorm`` (5th).
     - ``private-only``: no public fused q/k entry point, only the private one.
+
+    ``opus`` adds the opus kernels (``rms_norm_opus``): ``"sole"`` as in releases where they
+    serve every plain norm, ``"opus"``/``"ck"`` as the answer of ``get_rmsnorm_backend()`` in
+    the releases where the AITER_RMSNORM_BACKEND variable chooses.
     """
     rec = RecordingAiter(generation)
     gemma = generation == "0.1.17"
@@ -170,6 +174,10 @@ def build(generation: str) -> RecordingAiter:
         rec.fused_qk_rmsnorm = legacy_fused_qk_rmsnorm  # type: ignore[attr-defined]
     elif generation in ("0.1.16", "0.1.17"):
         rec.fused_qk_rmsnorm = fused_qk_rmsnorm  # type: ignore[attr-defined]
+    if opus is not None:
+        rec.rms_norm_opus = lambda *args, **kwargs: None  # type: ignore[attr-defined]
+        if opus != "sole":
+            rec.get_rmsnorm_backend = lambda: opus  # type: ignore[attr-defined]
     if generation != "0.1.13":
         rec.ops = SimpleNamespace(  # type: ignore[attr-defined]
             fused_qk_norm_rope_cache_quant=SimpleNamespace(_fused_qk_rmsnorm=_fused_qk_rmsnorm)

@@ -51,6 +51,13 @@ def test_probe_reads_each_generation(generation: str, gemma: bool, dual_form: st
     assert api.fused_add_gemma is gemma
     assert (api.gemma_rms_norm is rec.rmsnorm) if gemma else api.gemma_rms_norm is None
     assert api.dual_form == dual_form and api.dual is not None
+    assert api.any_hidden is False
+
+
+def test_probe_reads_the_opus_backend() -> None:
+    assert aiter_norm.probe(build("0.1.17", opus="sole")).any_hidden is True
+    assert aiter_norm.probe(build("0.1.17", opus="opus")).any_hidden is True
+    assert aiter_norm.probe(build("0.1.17", opus="ck")).any_hidden is False
 
 
 def test_probe_of_an_unrelated_module_finds_nothing() -> None:

@@ -110,6 +110,9 @@ def test_dispatch_on_cpu_never_picks_aiter() -> None:
 
 GEN_16 = aiter_norm.probe(build("0.1.16"), "0.1.16")
 GEN_17 = aiter_norm.probe(build("0.1.17"), "0.1.17")
+OPUS_SOLE = aiter_norm.probe(build("0.1.17", opus="sole"), "0.1.19")
+OPUS_BY_ENV = aiter_norm.probe(build("0.1.17", opus="opus"), "0.1.18")
+CK_BY_ENV = aiter_norm.probe(build("0.1.17", opus="ck"), "0.1.18")
 H = 4096
 W = _e(H)
 
@@ -117,7 +120,14 @@ RMS_CASES = [
     ("bf16", GEN_16, (_e(8, H), W, 0.0, None), True),
     ("fp16", GEN_16, (_e(8, H, dtype=torch.float16), _e(H, dtype=torch.float16), 0.0, None), True),
     ("3-D, strided rows: the wrapper copies", GEN_16, (_e(8, H + 8)[:, :H], W, 0.0, None), True),
-    ("wide rows, plain", GEN_16, (_e(2, 16384), _e(16384), 0.0, None), True),
+    ("H=8192, plain: HIP kernel", GEN_16, (_e(2, 8192), _e(8192), 0.0, None), True),
+    ("H=16384, plain: CK only, not built everywhere", GEN_16, (_e(2, 16384), _e(16384), 0.0, None),
+     False),
+    ("H=16384, plain: opus, the sole backend", OPUS_SOLE, (_e(2, 16384), _e(16384), 0.0, None),
+     True),
+    ("H=16384, plain: opus chosen", OPUS_BY_ENV, (_e(2, 16384), _e(16384), 0.0, None), True),
+    ("H=16384, plain: CK chosen", CK_BY_ENV, (_e(2, 16384), _e(16384), 0.0, None), False),
+    ("H=16384, gemma: even with opus", OPUS_SOLE, (_e(2, 16384), _e(16384), 1.0, None), False),
     ("variance_size == H", GEN_16, (_e(8, H), W, 0.0, H), True),
     ("fp32: no AITER kernel", GEN_17, (_e(8, H, dtype=torch.float32),
                                        _e(H, dtype=torch.float32), 0.0, None), False),
@@ -154,6 +164,9 @@ def test_fused_add_supported() -> None:
         GEN_17, x, _e(8, H, dtype=torch.float32), W, 0.0, None
     )
     assert not aiter_norm.fused_add_rms_norm_supported(GEN_17, x, _e(4, H), W, 0.0, None)
+    wide = _e(2, 12288)
+    assert not aiter_norm.fused_add_rms_norm_supported(GEN_17, wide, wide, _e(12288), 0.0, None)
+    assert aiter_norm.fused_add_rms_norm_supported(OPUS_SOLE, wide, wide, _e(12288), 0.0, None)
 
 
 def test_dual_supported() -> None:

@@ -12,8 +12,13 @@ The AITER entry points, as read in ROCm/aiter's sources (``aiter/ops/rmsnorm.py`
 ``csrc/kernels/*fused_qk_rmsnorm*``):
 
 ``aiter.rms_norm(input, weight, epsilon, use_model_sensitive_rmsnorm=0) -> Tensor``
-    Out of place. fp16/bf16 with a weight of the same dtype, any hidden size (CK or "opus"
-    backend). No Gemma variant in any release.
+    Out of place. fp16/bf16 with a weight of the same dtype. No Gemma variant in any release.
+    ``rmsnorm2d_fwd`` (and ``rmsnorm2d_fwd_with_add``) run the HIP kernels of
+    ``module_rmsnorm_quant`` for hidden <= 8192 -- their dispatch table ends there
+    (``AITER_CHECK(false, "not support n")``) -- and hand wider rows to the CK module, which a
+    CK-less build (``ENABLE_CK=0``) cannot even compile. Releases whose default backend is the
+    self-contained "opus" kernels (``rms_norm_opus``) serve any hidden size. Hence
+    :data:`FAST_PATH_MAX_HIDDEN`, lifted only where opus serves the call.
 
 ``aiter.rmsnorm(out, input, weight, epsilon, gemma_norm=False) -> None``
     The HIP kernel of ``module_rmsnorm_quant`` that ``rmsnorm2d_fwd`` uses for hidden <= 8192.
@@ -64,8 +69,11 @@ PROVIDER = "aiter"
 
 #: AITER's norm kernels are instantiated for 16-bit floats (and take a weight of that dtype).
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16)
+#: Widest row of AITER's HIP norm kernels (module_rmsnorm_quant's dispatch table); wider rows go
+#: to CK, an optional part of AITER builds. Lifted for plain norms when opus serves them.
+FAST_PATH_MAX_HIDDEN = 8192
 #: Widest row for which AITER applies ``gemma_norm``: above it ``rmsnorm2d_fwd_with_add`` goes
-#: to the CK kernel, which ignores the flag, and ``rmsnorm`` (module_rmsnorm_quant) is not built.
+#: to the CK kernel, which ignores the flag, and ``rmsnorm`` (module_rmsnorm_quant) rejects it.
 GEMMA_MAX_HIDDEN = 8192
 #: Widest q or k row of the fused q/k RMSNorm kernel (``TORCH_CHECK(false, "not support n")``).
 DUAL_MAX_HIDDEN = 8192
@@ -98,6 +106,8 @@ class AiterApi:
     dual: Callable[..., Any] | None
     #: One of DUAL_UNIFIED, DUAL_LEGACY, DUAL_PRIVATE, or "" when ``dual`` is None.
     dual_form: str
+    #: Plain (non-Gemma) norms run on the "opus" kernels, which take any hidden size.
+    any_hidden: bool = False
 
 
 def _parameters(fn: Any) -> list[str] | None:
@@ -137,6 +147,13 @@ def probe(aiter: Any, version: str = "unknown") -> AiterApi:
     elif (_parameters(private) or [])[:2] == ["q_out", "q"]:
         dual, dual_form = private, DUAL_PRIVATE
 
+    # Releases with opus kernels: the newest use them for every plain norm; the ones in between
+    # only when get_rmsnorm_backend() (the AITER_RMSNORM_BACKEND variable) says "opus".
+    backend = getattr(aiter, "get_rmsnorm_backend", None)
+    any_hidden = callable(getattr(aiter, "rms_norm_opus", None)) and (
+        not callable(backend) or _backend_name(backend) == "opus"
+    )
+
     return AiterApi(
         version=version,
         rms_norm=rms_norm if callable(rms_norm) else None,
@@ -145,7 +162,15 @@ def probe(aiter: Any, version: str = "unknown") -> AiterApi:
         gemma_rms_norm=gemma_rms_norm,
         dual=dual,
         dual_form=dual_form,
+        any_hidden=any_hidden,
     )
+
+
+def _backend_name(backend: Callable[[], Any]) -> str:
+    try:
+        return str(backend())
+    except Exception:  # a probe must not fail; unknown means "not opus"
+        return ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,6 +294,10 @@ def _plain(x: torch.Tensor, variance_size: int | None) -> bool:
     return x.dtype in SUPPORTED_DTYPES and (variance_size is None or variance_size == x.shape[-1])
 
 
+def _plain_hidden_ok(api: AiterApi | None, x: torch.Tensor) -> bool:
+    return x.shape[-1] <= FAST_PATH_MAX_HIDDEN or (api is not None and api.any_hidden)
+
+
 def rms_norm_supported(
     api: AiterApi | None,
     x: torch.Tensor,
@@ -278,14 +307,15 @@ def rms_norm_supported(
 ) -> bool:
     """fp16/bf16 x and a (H,) weight of the same dtype (not None); no variance_size (or H).
 
-    ``weight_bias`` 0.0 always; 1.0 (Gemma) only through ``aiter.rmsnorm(..., gemma_norm)``,
-    i.e. AITER >= 0.1.17, and only for H <= :data:`GEMMA_MAX_HIDDEN`. Any layout: the wrapper
-    makes the 2-D contiguous copy AITER needs when x is not contiguous already.
+    ``weight_bias`` 0.0 for H <= :data:`FAST_PATH_MAX_HIDDEN`, or any H where the opus kernels
+    serve it; 1.0 (Gemma) only through ``aiter.rmsnorm(..., gemma_norm)``, i.e. AITER >= 0.1.17,
+    and only for H <= :data:`GEMMA_MAX_HIDDEN`. Any layout: the wrapper makes the 2-D contiguous
+    copy AITER needs when x is not contiguous already.
     """
     if not (_plain(x, variance_size) and _weight_ok(x, weight)):
         return False
     if weight_bias == 0.0:
-        return True
+        return _plain_hidden_ok(api, x)
     return (
         weight_bias == 1.0
         and api is not None
@@ -315,7 +345,7 @@ def fused_add_rms_norm_supported(
     ):
         return False
     if weight_bias == 0.0:
-        return True
+        return _plain_hidden_ok(api, x)
     return (
         weight_bias == 1.0
         and api is not None
