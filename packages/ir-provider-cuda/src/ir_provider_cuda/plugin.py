@@ -12,7 +12,7 @@ from typing import Any
 
 import ir_core
 
-from . import flashinfer_norm, torch_fused_norm, triton_norm
+from . import flashinfer_allreduce, flashinfer_norm, torch_fused_norm, triton_norm
 
 # Default provider order on NVIDIA GPUs. PROVISIONAL: no GPU was available when this was
 # written, so it is reasoned from published numbers and the kernels' memory traffic, not
@@ -97,6 +97,8 @@ def register_impls(registry: ir_core.Registry) -> None:
         supports_args=torch_fused_norm.rms_norm_supports,
         available=torch_fused_norm.available,
     )
+
+    flashinfer_allreduce.register_impls(registry)  # when ir-fusions declared the ops
 
 
 @ir_core.hookimpl
