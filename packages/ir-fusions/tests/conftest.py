@@ -14,10 +14,6 @@ import pytest
 from torch import fx
 from torch.fx.experimental.proxy_tensor import make_fx
 
-import ir_core
-
-ir_core.load_plugins()  # declares the fused ops this package contributes
-
 
 def _trace(fn: Callable[..., Any], *args: Any, fake: bool = False) -> fx.GraphModule:
     """``fn`` as an ATen FX graph; ``fake=True`` traces without running (no data, no ranks)."""

@@ -19,7 +19,17 @@ from .passes import (
     dual_rms_norm_pass,
     fused_add_rms_norm_pass,
 )
-from .pattern import Call, Capture, Literal, Match, Pattern, arguments, value_of
+from .pattern import (
+    Call,
+    Capture,
+    Literal,
+    Match,
+    Pattern,
+    arguments,
+    is_float_tensor,
+    same_shape,
+    value_of,
+)
 from .rewrite import FusionPass, Replacement, Rule, apply_replacement
 
 __version__ = "0.1.0"
@@ -41,5 +51,7 @@ __all__ = [
     "arguments",
     "dual_rms_norm_pass",
     "fused_add_rms_norm_pass",
+    "is_float_tensor",
+    "same_shape",
     "value_of",
 ]

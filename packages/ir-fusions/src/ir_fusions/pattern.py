@@ -23,8 +23,19 @@ from typing import Any
 
 import torch
 from torch import fx
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
-__all__ = ["Call", "Capture", "Literal", "Match", "Pattern", "arguments", "value_of"]
+__all__ = [
+    "Call",
+    "Capture",
+    "Literal",
+    "Match",
+    "Pattern",
+    "arguments",
+    "is_float_tensor",
+    "same_shape",
+    "value_of",
+]
 
 
 def arguments(node: fx.Node) -> dict[str, Any] | None:
@@ -209,3 +220,14 @@ class Call(Pattern):
 def is_float_tensor(value: Any) -> bool:
     """``value`` is a (fake) tensor of a floating dtype."""
     return isinstance(value, torch.Tensor) and value.is_floating_point()
+
+
+def same_shape(a: Any, b: Any) -> bool:
+    """``a`` and ``b`` provably have one shape (a shape or a tensor each).
+
+    Decided without adding guards: under dynamic shapes a size that may or may not match is
+    "not the same", so a pass declines rather than specialize the compiled graph.
+    """
+    a = tuple(a.shape) if isinstance(a, torch.Tensor) else tuple(a)
+    b = tuple(b.shape) if isinstance(b, torch.Tensor) else tuple(b)
+    return len(a) == len(b) and all(statically_known_true(x == y) for x, y in zip(a, b))

@@ -30,7 +30,7 @@ from torch import fx
 
 import ir_core
 
-from ..pattern import Call, Capture, Literal, Match, arguments, value_of
+from ..pattern import Call, Capture, Literal, Match, arguments, same_shape, value_of
 from ..rewrite import FusionPass, Replacement, Rule
 
 NAME = "dual_rms_norm"
@@ -155,7 +155,7 @@ def check(match: Match) -> bool:
     for side in ("a", "b"):
         width = match[f"{side}_width"]
         weight = value_of(match[f"{side}_weight"])
-        if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != (width,):
+        if not isinstance(weight, torch.Tensor) or not same_shape(weight, (width,)):
             return False
         if match[f"{side}_variance_size"] not in (None, width):
             return False

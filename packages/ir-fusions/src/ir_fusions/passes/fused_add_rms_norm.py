@@ -41,7 +41,7 @@ import torch
 
 import ir_core
 
-from ..pattern import Call, Capture, Literal, Match, value_of
+from ..pattern import Call, Capture, Literal, Match, same_shape, value_of
 from ..rewrite import FusionPass, Replacement, Rule
 
 NAME = "fused_add_rms_norm"
@@ -76,7 +76,7 @@ def check(match: Match) -> bool:
     s, a, b = value_of(match["sum"]), value_of(match["a"]), value_of(match["b"])
     if not all(isinstance(v, torch.Tensor) for v in (s, a, b)):
         return False  # a Python scalar addend, or a node without example value
-    if s.dtype not in SUM_DTYPES or a.shape != s.shape or b.shape != s.shape:
+    if s.dtype not in SUM_DTYPES or not (same_shape(a, s) and same_shape(b, s)):
         return False
     shared = len(match["sum"].users) > 1
     for x, residual in ((match["a"], match["b"]), (match["b"], match["a"])):
