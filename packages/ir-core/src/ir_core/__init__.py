@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .catalogue import OP_API as __op_api__
 from .catalogue import register_builtin_ops as _register_builtin_ops
+from .compile import compile_report
 from .discovery import (
     API_VERSION,
     PluginLoadError,
@@ -47,6 +48,7 @@ __all__ = [
     "Registry",
     "Sample",
     "__op_api__",
+    "compile_report",
     "configure",
     "explain",
     "get_op",

@@ -22,6 +22,7 @@ import torch
 from torch.compiler import is_compiling
 
 from . import priority
+from .compile import guard as compile_guard
 from .op import NATIVE, Impl, Op
 
 #: Entries per op before the cache is dropped and rebuilt (bounds memory when shapes vary a lot).
@@ -161,6 +162,8 @@ def make_dispatcher(op: Op) -> Callable[..., Any]:
     Dynamo is imported, a miss registers that behaviour with Dynamo itself
     (``torch.compiler.substitute_in_graph``) and swaps in the second body, which skips the
     check: the dispatcher object stays the same, so references users hold keep working.
+    What Dynamo traces reads ``ir_core.compile.guard.priority_key``, so a compiled graph is
+    guarded on the priority it was lowered under and recompiles when it changes.
     """
     names = [p.name for p in op.params]
     anchor = op.params[anchor_index(op)].name
@@ -192,13 +195,15 @@ def make_dispatcher(op: Op) -> Callable[..., Any]:
     source = f"""
 def guarded({call}):
     if is_compiling():
-        return op.torch_op({call})
+        return traced({call})
 {lookup}
 
 def fast({call}):
 {lookup}
 
 def traced({call}):
+    if not compile_guard.priority_key:  # makes Dynamo guard on the priority: see the module
+        raise RuntimeError("ir_core: no priority key")
     return op.torch_op({call})
 """
     cache: dict[Any, Callable[..., Any]] = {}
@@ -209,6 +214,7 @@ def traced({call}):
         "cache": cache,
         "scope": priority.current_scope.get,
         "resolve": _resolve,
+        "compile_guard": compile_guard,
     }
     exec(compile(source, f"<ir_core.ops.{op.name}>", "exec"), namespace)
     defaults = tuple(

@@ -1,0 +1,140 @@
+"""Running ir_core's passes inside Inductor, for ``torch.compile(m)`` with no configuration.
+
+How: Inductor runs the passes listed in ``torch._inductor.config.post_grad_custom_pre_pass``
+(torch >= 2.8 accepts a list) on the post-grad ATen graph, before its own pattern passes and
+scheduling. :func:`ensure_installed` appends :data:`GRAPH_PASS` to that list, keeping any pass
+the user or an engine put there (theirs run first, so they still see the IR nodes).
+
+When: the first time an IR op is traced. ``torch.ops.ir_core.*``'s fake impl (which Dynamo and
+AOTAutograd run for every IR call they trace, before Inductor starts) calls
+:func:`ensure_installed` whenever Inductor's config module is already loaded, which it is in any
+process running Dynamo. ``import ir_core`` itself never imports Inductor (that costs seconds);
+and because the check repeats on every trace, a ``config.patch`` that replaced the list is
+repaired before the next compile. ``IR_CORE_INDUCTOR_PASS=0`` turns the automatic install off
+(IR ops then stay opaque under plain ``torch.compile``, as in vLLM); ``backend="ir_core"``
+installs the pass for its own compiles regardless.
+
+Why not the alternatives: a decomposition or Inductor lowering registered per IR op would be
+applied while AOTAutograd traces, so fusion passes would never see the IR nodes; a
+``torch_dynamo_backends`` backend alone would leave ``torch.compile(m)`` opaque; installing at
+``import ir_core`` would make every import pay for Inductor.
+
+Caching: :meth:`IrCoreGraphPass.uuid` is part of Inductor's FX graph cache key (and
+AOTAutograd's): it digests ir_core's compile code, ``ir_core.priority_hash()`` and the enabled
+fusion passes, so a graph compiled under one priority is never served under another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch.fx
+from torch._inductor import config as inductor_config
+from torch._inductor.custom_graph_pass import CustomGraphPass, get_custom_graph_passes
+
+from .. import library, priority
+from ..op import NATIVE
+
+ENV_INDUCTOR_PASS = "IR_CORE_INDUCTOR_PASS"
+
+
+class IrCoreGraphPass(CustomGraphPass):
+    """Fusion passes then lowering, as an Inductor post-grad custom pass."""
+
+    def __call__(self, graph: torch.fx.Graph) -> None:
+        from .pipeline import run_passes
+
+        gm = graph.owning_module
+        if gm is None:  # Inductor always hands over a module's graph; be explicit if not
+            raise RuntimeError("ir_core's graph pass needs a graph owned by a GraphModule")
+        run_passes(gm)
+
+    def uuid(self) -> str:
+        from .passes import fusion_passes
+
+        digest = hashlib.sha256()
+        digest.update(_source_digest())
+        digest.update(priority.priority_hash().encode())
+        digest.update(fusion_passes().fingerprint().encode())
+        return digest.hexdigest()
+
+    def __repr__(self) -> str:
+        return "<ir_core graph pass: fusions, then lowering>"
+
+
+#: The one instance ir_core installs (identity tells ours from others in the config list).
+GRAPH_PASS = IrCoreGraphPass()
+
+
+@lru_cache(1)
+def _source_digest() -> bytes:
+    """ir_core's compile code and op library: a change to either invalidates cached graphs."""
+    here = Path(__file__).parent
+    files = sorted([*here.glob("*.py"), here.parent / "library.py", here.parent / "dispatch.py"])
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.digest()
+
+
+def with_graph_pass(passes: Any) -> list[Any]:
+    """``passes`` (a config value: None, one pass or a list) with ours appended once."""
+    current = list(get_custom_graph_passes(passes))
+    if not any(p is GRAPH_PASS for p in current):
+        current.append(GRAPH_PASS)
+    return current
+
+
+def installed() -> bool:
+    """Whether Inductor's current config runs ir_core's passes."""
+    passes = get_custom_graph_passes(inductor_config.post_grad_custom_pre_pass)
+    return any(p is GRAPH_PASS for p in passes)
+
+
+def install() -> None:
+    """Make Inductor run ir_core's passes in this process (idempotent)."""
+    define_impl_ops()
+    if not installed():
+        inductor_config.post_grad_custom_pre_pass = with_graph_pass(
+            inductor_config.post_grad_custom_pre_pass
+        )
+
+
+def ensure_installed() -> None:
+    """:func:`install` unless ``IR_CORE_INDUCTOR_PASS`` turns it off; called on every trace."""
+    if os.environ.get(ENV_INDUCTOR_PASS, "1").strip().lower() in {"0", "false", "no", "off"}:
+        return
+    install()
+
+
+_defined: set[tuple[str, str]] = set()
+_define_lock = threading.Lock()
+
+
+def define_impl_ops() -> None:
+    """Create ``torch.ops.ir_core_impl.*`` for the available impls the priority may select.
+
+    Lowering creates these on first use, but a graph served from Inductor's FX graph cache in a
+    fresh process calls them without lowering anything: they must exist before Inductor loads
+    it, and this runs while Dynamo traces, which is before. Only providers in the current
+    priority are considered, so no other vendor library is imported by an availability check.
+    """
+    from .. import discovery
+
+    for op in discovery.registry.ops():
+        for provider in priority.resolve(op.name):
+            key = (op.name, provider)
+            if provider == NATIVE or key in _defined:
+                continue
+            impl = op.impls.get(provider)
+            if impl is None or not impl.status()[0]:
+                continue
+            with _define_lock:
+                library.impl_op(op, provider)
+                _defined.add(key)
