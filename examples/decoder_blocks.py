@@ -1,0 +1,213 @@
+"""Small decoder stacks written on IR ops, the way models are written.
+
+Three families, each a stack of pre-norm decoder layers over one sequence of hidden states
+``(tokens, hidden)``:
+
+- ``llama``: RMSNorm -> attention -> ``h = residual + h`` -> RMSNorm -> SwiGLU MLP -> add.
+- ``gemma``: Gemma 2/3 style. Every norm is ``weight_bias=1.0`` with an fp32 weight (the
+  checkpoint stores ``w`` and the model computes ``x * (1 + w)`` in fp32, whatever the
+  activation dtype), four norms per layer (pre/post attention, pre/post MLP), per-head q/k
+  norms on 3-D tensors, a GELU-tanh MLP.
+- ``deepseek_mla``: DeepSeek-V2/V3 multi-head latent attention. One projection yields the q
+  latent, the kv latent and the shared rope key; the two latents are normalized separately
+  (two ``rms_norm`` of pieces of one tensor).
+
+Nothing is pre-fused: the residual add and the norm after it, and MLA's two latent norms, are
+written separately, as in the reference models, so the fusion passes have something to find
+(``fused_add_rms_norm``, ``dual_rms_norm``). Rotary embeddings, KV caches and batching are
+left out: they are not IR ops and would only make the graphs longer.
+
+Use: ``make_block("gemma", layers=2, hidden=64)`` returns an ``nn.Module`` taking
+``(tokens, hidden)`` hidden states; ``block.example_input(tokens)`` makes one. Imported by the
+tests, ``benchmarks/lowering.py`` and the compile demo.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ir_core
+
+KINDS = ("llama", "gemma", "deepseek_mla")
+
+
+def _linear(fan_in: int, fan_out: int, g: torch.Generator) -> nn.Parameter:
+    """A ``(fan_out, fan_in)`` weight with the usual 1/sqrt(fan_in) scale (stable activations
+    through many layers)."""
+    return nn.Parameter(
+        torch.randn(fan_out, fan_in, generator=g) / math.sqrt(fan_in), requires_grad=False
+    )
+
+
+def _norm_weight(size: int, g: torch.Generator, *, gemma: bool = False) -> nn.Parameter:
+    """A norm weight near 1: Gemma stores ``w`` with the scale ``1 + w``, so near 0."""
+    w = torch.randn(size, generator=g) * 0.1
+    return nn.Parameter(w if gemma else w + 1.0, requires_grad=False)
+
+
+def _proj(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``x @ weight.T`` in ``x``'s dtype (weights are kept in fp32)."""
+    return F.linear(x, weight.to(x.dtype))
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal attention of one sequence: ``(tokens, heads, d)`` in, ``(tokens, heads * dv)`` out."""
+    out = F.scaled_dot_product_attention(
+        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), is_causal=True
+    )
+    return out.transpose(0, 1).reshape(q.shape[0], -1)
+
+
+class LlamaLayer(nn.Module):
+    def __init__(self, hidden: int, heads: int, g: torch.Generator, eps: float) -> None:
+        super().__init__()
+        self.heads, self.head_dim, self.eps = heads, hidden // heads, eps
+        self.input_norm = _norm_weight(hidden, g)
+        self.qkv = _linear(hidden, 3 * hidden, g)
+        self.o = _linear(hidden, hidden, g)
+        self.post_attention_norm = _norm_weight(hidden, g)
+        self.gate_up = _linear(hidden, 4 * hidden, g)
+        self.down = _linear(2 * hidden, hidden, g)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        residual = h
+        h = ir_core.ops.rms_norm(h, self.input_norm, self.eps)
+        q, k, v = _proj(h, self.qkv).view(h.shape[0], 3, self.heads, self.head_dim).unbind(1)
+        h = _proj(_attention(q, k, v), self.o)
+        h = residual + h
+        residual = h
+        h = ir_core.ops.rms_norm(h, self.post_attention_norm, self.eps)
+        gate, up = _proj(h, self.gate_up).chunk(2, dim=-1)
+        h = _proj(F.silu(gate) * up, self.down)
+        return residual + h
+
+
+class GemmaLayer(nn.Module):
+    def __init__(self, hidden: int, heads: int, g: torch.Generator, eps: float) -> None:
+        super().__init__()
+        self.heads, self.head_dim, self.eps = heads, hidden // heads, eps
+        self.input_norm = _norm_weight(hidden, g, gemma=True)
+        self.qkv = _linear(hidden, 3 * hidden, g)
+        self.q_norm = _norm_weight(self.head_dim, g, gemma=True)
+        self.k_norm = _norm_weight(self.head_dim, g, gemma=True)
+        self.o = _linear(hidden, hidden, g)
+        self.post_attention_norm = _norm_weight(hidden, g, gemma=True)
+        self.pre_feedforward_norm = _norm_weight(hidden, g, gemma=True)
+        self.gate_up = _linear(hidden, 4 * hidden, g)
+        self.down = _linear(2 * hidden, hidden, g)
+        self.post_feedforward_norm = _norm_weight(hidden, g, gemma=True)
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        # weight stays fp32 whatever x is: (1 + w) is computed in fp32 by the op
+        return ir_core.ops.rms_norm(x, weight, self.eps, weight_bias=1.0)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        residual = h
+        h = self._norm(h, self.input_norm)
+        qkv = _proj(h, self.qkv).view(h.shape[0], 3, self.heads, self.head_dim)
+        q, k, v = qkv.unbind(1)
+        q, k = self._norm(q, self.q_norm), self._norm(k, self.k_norm)  # per head, 3-D
+        h = _proj(_attention(q, k, v), self.o)
+        h = self._norm(h, self.post_attention_norm)
+        h = residual + h
+        residual = h
+        h = self._norm(h, self.pre_feedforward_norm)
+        gate, up = _proj(h, self.gate_up).chunk(2, dim=-1)
+        h = _proj(F.gelu(gate, approximate="tanh") * up, self.down)
+        h = self._norm(h, self.post_feedforward_norm)
+        return residual + h
+
+
+class MlaLayer(nn.Module):
+    """DeepSeek-style: latent q and kv, a shared rope key, then a SwiGLU MLP."""
+
+    def __init__(self, hidden: int, heads: int, g: torch.Generator, eps: float) -> None:
+        super().__init__()
+        self.heads, self.eps = heads, eps
+        self.q_lora, self.kv_lora = hidden // 2, hidden // 4
+        self.nope, self.rope, self.v_dim = 16, 8, 16
+        self.input_norm = _norm_weight(hidden, g)
+        # one fused projection: [q latent | kv latent | rope key], as vLLM loads it
+        self.qkv_a = _linear(hidden, self.q_lora + self.kv_lora + self.rope, g)
+        self.q_a_norm = _norm_weight(self.q_lora, g)
+        self.kv_a_norm = _norm_weight(self.kv_lora, g)
+        self.q_b = _linear(self.q_lora, heads * (self.nope + self.rope), g)
+        self.kv_b = _linear(self.kv_lora, heads * (self.nope + self.v_dim), g)
+        self.o = _linear(heads * self.v_dim, hidden, g)
+        self.post_attention_norm = _norm_weight(hidden, g)
+        self.gate_up = _linear(hidden, 4 * hidden, g)
+        self.down = _linear(2 * hidden, hidden, g)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        t = h.shape[0]
+        residual = h
+        h = ir_core.ops.rms_norm(h, self.input_norm, self.eps)
+        q_c, kv_lora = _proj(h, self.qkv_a).split([self.q_lora, self.kv_lora + self.rope], dim=-1)
+        kv_c, k_pe = kv_lora.split([self.kv_lora, self.rope], dim=-1)
+        q_c = ir_core.ops.rms_norm(q_c, self.q_a_norm, self.eps)
+        kv_c = ir_core.ops.rms_norm(kv_c, self.kv_a_norm, self.eps)
+        q = _proj(q_c, self.q_b).view(t, self.heads, self.nope + self.rope)
+        k_nope, v = (
+            _proj(kv_c, self.kv_b).view(t, self.heads, -1).split([self.nope, self.v_dim], dim=-1)
+        )
+        k = torch.cat([k_nope, k_pe.unsqueeze(1).expand(t, self.heads, self.rope)], dim=-1)
+        h = _proj(_attention(q, k, v), self.o)
+        h = residual + h
+        residual = h
+        h = ir_core.ops.rms_norm(h, self.post_attention_norm, self.eps)
+        gate, up = _proj(h, self.gate_up).chunk(2, dim=-1)
+        h = _proj(F.silu(gate) * up, self.down)
+        return residual + h
+
+
+_LAYERS = {"llama": LlamaLayer, "gemma": GemmaLayer, "deepseek_mla": MlaLayer}
+
+
+class DecoderStack(nn.Module):
+    """``layers`` decoder layers of one family, then the final norm."""
+
+    def __init__(
+        self, kind: str, layers: int, hidden: int, heads: int, eps: float, seed: int
+    ) -> None:
+        super().__init__()
+        if kind not in _LAYERS:
+            raise ValueError(f"unknown block kind {kind!r}; known: {', '.join(KINDS)}")
+        if hidden % heads:
+            raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
+        g = torch.Generator().manual_seed(seed)
+        self.kind, self.hidden, self.eps = kind, hidden, eps
+        self.layers = nn.ModuleList(_LAYERS[kind](hidden, heads, g, eps) for _ in range(layers))
+        self.final_norm = _norm_weight(hidden, g, gemma=kind == "gemma")
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            h = layer(h)
+        weight_bias = 1.0 if self.kind == "gemma" else 0.0
+        return ir_core.ops.rms_norm(h, self.final_norm, self.eps, weight_bias=weight_bias)
+
+    def example_input(
+        self, tokens: int, dtype: torch.dtype = torch.float32, seed: int = 1
+    ) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(tokens, self.hidden, generator=g).to(dtype)
+
+
+def make_block(
+    kind: str,
+    layers: int = 2,
+    hidden: int = 64,
+    *,
+    heads: int = 4,
+    eps: float = 1e-6,
+    seed: int = 0,
+) -> DecoderStack:
+    """A stack of ``layers`` decoder layers of ``kind`` (one of :data:`KINDS`), in eval mode.
+
+    Weights are fp32 and deterministic for a ``seed``; Gemma's norm weights stay fp32 for any
+    activation dtype (run it on bf16 input to see an fp32 weight meet a bf16 activation).
+    """
+    return DecoderStack(kind, layers, hidden, heads, eps, seed).eval()
