@@ -46,12 +46,13 @@ def check_numerics(case: Case) -> None:
     number of elements out of tolerance, the max error, where it is, and the tolerance.
     """
     _require_claimed(case)
-    impl = case.target.provider
     op = _op(case)
+    target = case.target
     try:
-        assert_matches_native(op, op.impls[impl].fn, case.sample, check_mutation=False)
+        assert_matches_native(op, op.impls[target.provider].fn, case.sample, check_mutation=False)
     except AssertionError as exc:
-        raise CheckFailed(f"{case.target.provider}: {exc}") from None
+        detail = str(exc).removeprefix(f"{op.name} [{case.sample.label or 'sample'}]: ")
+        raise CheckFailed(f"{_where(case)}: {detail}") from None
     except Exception as exc:  # a claimed sample must run
         raise CheckFailed(
             f"{_where(case)}: raised {type(exc).__name__}: {exc} "
@@ -90,7 +91,9 @@ def check_no_mutation(case: Case) -> None:
         raise CheckFailed(f"{_where(case)}: raised {type(exc).__name__}: {exc}") from None
     changed = [
         name
-        for (name, after), (_, orig) in zip(_tensor_inputs(run, names), _tensor_inputs(before, names))
+        for (name, after), (_, orig) in zip(
+            _tensor_inputs(run, names), _tensor_inputs(before, names)
+        )
         if not _same(after, orig)
     ]
     if changed:
@@ -184,24 +187,42 @@ def check_opcheck(case: Case) -> None:
                 f"{chosen.provider} ({why})"
             )
         try:
-            torch.library.opcheck(op.torch_op, sample.args, sample.kwargs)
+            torch.library.opcheck(
+                op.torch_op, _opcheck_safe(sample.args), _opcheck_safe(sample.kwargs)
+            )
         except Exception as exc:
             raise CheckFailed(f"{_where(case)}: torch.library.opcheck failed: {exc}") from None
+
+
+def _opcheck_safe(values: Any) -> Any:
+    """Zero-element tensors made contiguous: opcheck's input copy (``clone_input`` in
+    ``torch._dynamo.utils``) computes a negative storage size for an empty tensor with a row
+    pitch wider than its rows. An empty tensor's strides carry no data, so nothing is lost."""
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, torch.Tensor) and v.numel() == 0:
+            return torch.empty(v.shape, dtype=v.dtype, device=v.device)
+        return v
+
+    if isinstance(values, dict):
+        return {k: fix(v) for k, v in values.items()}
+    return tuple(fix(v) for v in values)
 
 
 # -- compile ---------------------------------------------------------------------------------
 
 
 def compile_case(plan: TargetPlan) -> Case:
-    """The sample the compile check uses: the first claimed one with tokens (compiling costs
-    seconds, so one sample per target)."""
-    for case in plan.claimed_cases:
-        tensors = [a for a in case.sample.args if isinstance(a, torch.Tensor)]
-        if all(t.numel() > 0 for t in tensors):
-            return case
-    if plan.claimed_cases:
-        return plan.claimed_cases[0]
-    raise CheckSkipped(plan.skip or "no claimed sample")
+    """The sample the compile check uses (compiling costs seconds, so one per target): the
+    claimed sample whose first tensor is largest, i.e. the most model-like one."""
+    claimed = plan.claimed_cases
+    if not claimed:
+        raise CheckSkipped(plan.skip or "no claimed sample")
+
+    def size(case: Case) -> int:
+        return next((a.numel() for a in case.sample.args if isinstance(a, torch.Tensor)), 0)
+
+    return max(claimed, key=size)
 
 
 def check_compile(plan: TargetPlan) -> None:
@@ -222,7 +243,7 @@ def check_compile(plan: TargetPlan) -> None:
         raise
     except Exception as exc:
         raise CheckFailed(
-            f"{_where(case)}: torch.compile failed: {type(exc).__name__}: {exc}"
+            f"{_where(case)}: torch.compile failed: {type(exc).__name__}: {_first_lines(exc)}"
         ) from None
     if lowered_to is not None and lowered_to != plan.target.provider:
         raise CheckFailed(
@@ -232,12 +253,20 @@ def check_compile(plan: TargetPlan) -> None:
     outs = actual if isinstance(actual, (tuple, list)) else (actual,)
     refs = expected if isinstance(expected, (tuple, list)) else (expected,)
     problems = [
-        m for i, (a, e) in enumerate(zip(outs, refs)) if (m := mismatch(op, a, e, what=f"output {i}"))
+        m
+        for i, (a, e) in enumerate(zip(outs, refs))
+        if (m := mismatch(op, a, e, what=f"output {i}"))
     ]
     if len(outs) != len(refs):
         problems.append(f"returned {len(outs)} outputs, expected {len(refs)}")
     if problems:
         raise CheckFailed(f"{_where(case)} compiled: " + "; ".join(problems))
+
+
+def _first_lines(exc: BaseException, limit: int = 1200) -> str:
+    """The start of a compiler error: Inductor repeats its message and appends advice."""
+    text = str(exc).split("\n\nSet TORCHDYNAMO_VERBOSE")[0].strip()
+    return text if len(text) <= limit else text[:limit] + " [...]"
 
 
 def _op(case: Case) -> Any:
