@@ -1,6 +1,9 @@
-"""The ``ir-core`` command line: what is installed, what will run, and why.
+"""The ``ir-core`` command line: what is installed, what will run, and why; whether it is right
+(``check``), how fast (``bench``), the whole picture (``doctor``), and a new provider's
+skeleton (``new-provider``).
 
 Exit codes: 0 ok, 1 a failure (a strict plugin load failed, a check failed), 2 usage error.
+Progress goes to stderr (a bar on a terminal, plain lines elsewhere); reports go to stdout.
 """
 
 from __future__ import annotations
@@ -251,13 +254,216 @@ def _device_usable(device: Any) -> bool:
     return True
 
 
+# -- check -----------------------------------------------------------------------------------
+
+
+def _split(values: Sequence[str] | None) -> list[str]:
+    return [v.strip() for given in values or [] for v in given.split(",") if v.strip()]
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    from ir_core.progress import Progress
+
+    return Progress(enabled=not getattr(args, "quiet", False))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import ir_core
+    from ir_core import conformance
+    from ir_core.conformance.runner import summary_table
+    from ir_core.conformance.targets import parse_dtypes
+
+    ir_core.load_plugins()
+    providers = _split(args.provider) or ir_core.registry.providers()
+    try:
+        dtypes = parse_dtypes(_split(args.dtype)) or None
+    except ValueError as exc:
+        raise UsageError(f"--dtype: {exc}") from None
+    progress = _progress(args)
+    progress.note(f"ir-core check: {', '.join(providers)}")
+    try:
+        report = conformance.run(
+            providers,
+            ops=_split(args.op) or None,
+            dtypes=dtypes,
+            devices=_split(args.device) or None,
+            checks=_split(args.checks) or None,
+            quick=args.quick,
+            progress=progress,
+        )
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    if args.json:
+        _print_json(report.to_dict())
+        return EXIT_OK if report.ok else EXIT_FAILURE
+    header, rows = summary_table(report)
+    checked = [r for r in rows if not r[-1].startswith("skipped")]
+    if checked:
+        print(_table([r for r in checked], header))
+    else:
+        print("nothing was checked: no target of these providers can run here")
+    skipped = _grouped_skips(report)
+    if skipped:
+        print("\nnot checked:")
+        for line in skipped:
+            print(f"  {line}")
+    if report.failures:
+        print("\nfailures:")
+        for r in report.failures:
+            print(f"  [{r.check}] {r.message}")
+    counts = report.counts()
+    verdict = "OK" if report.ok else "FAILED"
+    print(
+        f"\n{verdict}: {counts['passed']} passed, {counts['failed']} failed, "
+        f"{counts['skipped']} skipped in {report.seconds:.1f}s"
+    )
+    return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+def _grouped_skips(report: Any) -> list[str]:
+    """Unchecked targets folded by provider and reason: 'triton: unavailable: ... (9 targets:
+    dual_rms_norm, fused_add_rms_norm, rms_norm on cuda)'."""
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for p in report.plans:
+        if p.skip:
+            groups.setdefault((p.target.provider, p.skip), []).append(p.target)
+    lines = []
+    for (provider, reason), targets in groups.items():
+        ops = ", ".join(sorted({t.op for t in targets}))
+        devices = ", ".join(sorted({t.device for t in targets}))
+        lines.append(f"{provider}: {reason} ({len(targets)} targets: {ops} on {devices})")
+    return lines
+
+
+# -- bench -----------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    import ir_core
+    from ir_core.bench import bench_op, default_shape, table_rows, untimed_lines
+    from ir_core.platform import current_platform
+
+    ir_core.load_plugins()
+    try:
+        op = ir_core.get_op(args.op)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    dtype_name = _DTYPES.get(args.dtype.lower())
+    if dtype_name is None:
+        raise UsageError(f"--dtype must be one of {', '.join(sorted(_DTYPES))}, got {args.dtype!r}")
+    if args.device:
+        try:
+            device = torch.device(args.device)
+        except RuntimeError as exc:
+            raise UsageError(f"--device: {exc}") from None
+    else:
+        device = torch.device(_platform_device(current_platform()))
+    if not _device_usable(device):
+        raise UsageError(f"--device {device}: no such device on this machine")
+    n, h = _parse_shape(args.shape) if args.shape else default_shape(device.type)
+    if args.min_time <= 0:
+        raise UsageError("--min-time must be > 0")
+    progress = _progress(args)
+    progress.note(f"ir-core bench {op.name}: shape {n},{h} {dtype_name} on {device}")
+    rows = bench_op(
+        op,
+        num_tokens=n,
+        hidden_size=h,
+        dtype=getattr(torch, dtype_name),
+        device=str(device),
+        min_time=args.min_time,
+        progress=progress,
+    )
+    failed = any(r.status == "failed" or r.matches_native is False for r in rows)
+    if args.json:
+        _print_json(
+            {
+                "op": op.name,
+                "shape": [n, h],
+                "dtype": dtype_name,
+                "device": str(device),
+                "impls": [r.to_dict() for r in rows],
+            }
+        )
+    else:
+        import textwrap
+
+        header, body = table_rows(rows)
+        print(f"{op.name}  shape {n},{h}  {dtype_name}  on {device}\n")
+        print(_table(body, header) if body else "no impl could be timed")
+        untimed = untimed_lines(rows)
+        if untimed:
+            print("\nnot timed:")
+            for line in untimed:
+                print(textwrap.fill(line, 100, initial_indent="  ", subsequent_indent="    "))
+        print(
+            "\nmedian of repeated calls; GB/s counts each argument read once and each output "
+            "written once"
+        )
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _platform_device(platform: str) -> str:
+    """The torch device type a platform's kernels run on."""
+    return {"cuda": "cuda", "rocm": "cuda", "xpu": "xpu", "cpu": "cpu"}.get(platform, platform)
+
+
+# -- doctor ----------------------------------------------------------------------------------
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ir_core import doctor
+
+    if args.budget is None:
+        args.budget = doctor.DEFAULT_BUDGET_S
+    elif args.budget < 0:
+        raise UsageError("--budget must be >= 0")
+    progress = _progress(args)
+    report = doctor.collect(
+        quick_check=not args.no_check,
+        blocks=not args.no_blocks,
+        blocks_path=args.blocks,
+        budget_s=args.budget,
+        progress=progress,
+    )
+    if args.json:
+        _print_json(report)
+    else:
+        print(doctor.render(report))
+    return EXIT_OK if report["ok"] else EXIT_FAILURE
+
+
+# -- new-provider ----------------------------------------------------------------------------
+
+
+def cmd_new_provider(args: argparse.Namespace) -> int:
+    from ir_core.scaffold import ScaffoldError, names_for, scaffold
+
+    try:
+        root = scaffold(args.name, args.output)
+    except ScaffoldError as exc:
+        raise UsageError(str(exc)) from None
+    names = names_for(args.name)
+    print(
+        f"created {root}/ ({names['dist']}, provider {names['name']!r}, import {names['module']})"
+    )
+    print("next:")
+    print(f"  pip install -e '{root}[test]'")
+    print(f"  pytest {root}/tests    # runs the conformance kit on {names['name']}")
+    print(f"  ir-core check --provider {names['name']}")
+    return EXIT_OK
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ir-core",
-        description="Inspect ir-core ops, providers and dispatch decisions.",
+        description="Inspect ir-core ops, providers and dispatch decisions; check, benchmark "
+        "and diagnose them; scaffold a provider.",
         epilog="exit codes: 0 ok, 1 failure, 2 usage error",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -283,6 +489,79 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", default="4,4096", help="N,H: tokens and hidden size (default 4,4096)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "check",
+        help="conformance of every available impl against native (the kit, as a table)",
+        description="Run the conformance kit (numerics vs native, input mutation, supports_args "
+        "on FakeTensors and symbolic shapes, torch.library.opcheck, torch.compile lowering) "
+        "on providers. Exit 1 when any check fails.",
+    )
+    p.add_argument(
+        "--provider", action="append", metavar="P", help="provider(s) to check (default: all)"
+    )
+    p.add_argument("--op", action="append", metavar="OP", help="only these ops")
+    p.add_argument("--dtype", action="append", metavar="T", help="only these dtypes")
+    p.add_argument("--device", action="append", metavar="D", help="only these device types")
+    p.add_argument(
+        "--checks",
+        action="append",
+        metavar="NAME",
+        help="only these checks: numerics, mutation, supports_args, opcheck, compile",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="fast subset: 3 samples, no opcheck/compile"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("bench", help="time every impl of an op side by side")
+    p.add_argument("op", help="op name, e.g. rms_norm")
+    p.add_argument(
+        "--shape",
+        default=None,
+        help="N,H: tokens and hidden size (default 256,4096 on cpu, 4096,4096 on cuda)",
+    )
+    p.add_argument("--dtype", default="bfloat16", help="activation dtype (default: bfloat16)")
+    p.add_argument("--device", default=None, help="device (default: the platform's)")
+    p.add_argument(
+        "--min-time", type=float, default=0.2, help="seconds to time each impl (default 0.2)"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "doctor",
+        help="the whole picture of this machine: platform, plugins, dispatch, quick check",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--no-check", action="store_true", help="skip the quick conformance check")
+    p.add_argument(
+        "--no-blocks", action="store_true", help="skip the decoder blocks (eager vs compiled)"
+    )
+    p.add_argument(
+        "--blocks",
+        default=None,
+        metavar="PATH",
+        help="path of decoder_blocks.py (default: examples/decoder_blocks.py, found from the "
+        "working directory or the ir-core source tree)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no decoder-block compile after this many seconds (default 30)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("new-provider", help="scaffold a provider package that passes the kit")
+    p.add_argument("name", help="provider name, a lowercase identifier (e.g. myvendor)")
+    p.add_argument("--output", default=".", metavar="DIR", help="where to create ir-provider-NAME/")
+    p.set_defaults(func=cmd_new_provider)
     return parser
 
 

@@ -1,0 +1,275 @@
+"""``ir-core new-provider NAME``: the files of a provider package that passes the kit as made.
+
+The templates below are the smallest complete provider: an entry point, the hooks, one correct
+``rms_norm`` impl with its ``supports_args`` and ``available`` check, and a test that runs the
+conformance kit. A vendor replaces the kernel body and the device types, and keeps the rest.
+``$name`` is the provider name (an identifier), ``$dist`` the distribution name
+(``ir-provider-<name>``), ``$module`` the import name (``ir_provider_<name>``).
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path
+from string import Template
+
+from .op import NATIVE
+
+PYPROJECT = """\
+[build-system]
+requires = ["hatchling>=1.18"]
+build-backend = "hatchling.build"
+
+[project]
+name = "$dist"
+version = "0.1.0"
+description = "$name kernels for ir-core"
+readme = "README.md"
+requires-python = ">=3.10"
+# torch comes through ir-core: never pin it here, the engine chooses its torch.
+dependencies = ["ir-core>=$core_version"]
+
+[project.optional-dependencies]
+test = ["pytest>=8"]
+
+# How ir-core finds this provider: a module carrying @ir_core.hookimpl functions.
+[project.entry-points."ir_core.plugins"]
+$name = "$module.plugin"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/$module"]
+"""
+
+README = """\
+# $dist
+
+The `$name` provider for [ir-core](https://pypi.org/project/ir-core/): kernels for ir-core's
+ops, found through the `ir_core.plugins` entry point once this wheel is installed.
+
+```bash
+pip install -e '.[test]'
+ir-core list-providers                 # $name is listed, with its status
+ir-core explain rms_norm --dtype bf16  # which impl runs, and why the others do not
+pytest tests                           # the conformance kit on $name
+ir-core check --provider $name         # the same checks, as a table
+ir-core bench rms_norm                 # $name next to every other impl
+```
+
+Replace the body of `$module.rms_norm.rms_norm` with your kernel, set `DEVICE_TYPES`,
+`SUPPORTED_DTYPES` and `available()` to what it needs, and keep the conformance test passing.
+See ir-core's `docs/writing-a-provider.md`.
+"""
+
+INIT = '''\
+"""The $name provider for ir-core (its plugin is :mod:`$module.plugin`)."""
+
+__version__ = "0.1.0"
+'''
+
+PLUGIN = '''\
+"""ir-core plugin of $dist: registers the `$name` provider.
+
+Found through the entry point `$name = "$module.plugin"` in the group `ir_core.plugins`.
+Keep this module cheap to import: ir-core imports it on first dispatch. Import kernel
+libraries in `available()`, so a missing library makes the provider "unavailable: <reason>"
+instead of quarantining the plugin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ir_core
+
+from . import rms_norm
+
+#: Platforms where $name should run before the other providers by default. Leave it empty until
+#: `ir-core bench rms_norm` on that platform shows $name wins; users can always opt in with
+#: IR_CORE_OP_PRIORITY="rms_norm=$name" or `with ir_core.set_priority(rms_norm=["$name"])`.
+PREFERRED_ON: tuple[str, ...] = ()
+
+
+@ir_core.hookimpl
+def ir_plugin_info() -> dict[str, Any]:
+    return {
+        "name": "$name",
+        "api_version": ir_core.API_VERSION,
+        "description": "$name kernels for ir-core",
+    }
+
+
+@ir_core.hookimpl
+def register_impls(registry: ir_core.Registry) -> None:
+    registry.register_impl(
+        "rms_norm",
+        rms_norm.PROVIDER,
+        rms_norm.rms_norm,
+        device_types=rms_norm.DEVICE_TYPES,
+        supports_args=rms_norm.rms_norm_supports,
+        available=rms_norm.available,
+    )
+
+
+@ir_core.hookimpl
+def platform_priority(platform: str) -> dict[str, list[str]] | None:
+    if platform in PREFERRED_ON:
+        return {"rms_norm": [rms_norm.PROVIDER]}
+    return None
+'''
+
+KERNEL = '''\
+"""The `$name` impl of ir-core's `rms_norm`: the kernel, its predicate and its availability.
+
+The signature must be the op's exactly (names, annotations, defaults): ir-core checks it at
+registration and quarantines the plugin on a mismatch. The semantics are ir-core's native
+`rms_norm`: all arithmetic in fp32, rounded once to x's dtype at the end.
+"""
+
+from __future__ import annotations
+
+import torch
+
+PROVIDER = "$name"
+
+#: The torch device types the kernel runs on ("cuda" also covers ROCm, as in torch).
+DEVICE_TYPES: tuple[str, ...] = ("cpu",)
+
+#: The activation and weight dtypes the kernel loads and stores.
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def available() -> tuple[bool, str]:
+    """Whether the kernel can run in this process, and if not, why (shown by ir-core).
+
+    Evaluated once, the first time ir-core considers `$name`. Import your kernel library
+    and check the device capability here.
+    """
+    return True, ""
+
+
+def rms_norm_supports(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    variance_size: int | None = None,
+) -> bool:
+    """Which calls the kernel takes. Read dtypes, devices, ranks, strides and the non-tensor
+    arguments only (never values, never the number of tokens): ir-core also calls this on
+    FakeTensors with symbolic token counts while compiling, and caches the answer per layout."""
+    return (
+        x.dtype in SUPPORTED_DTYPES
+        and (weight is None or weight.dtype in SUPPORTED_DTYPES)
+        and x.stride(-1) == 1
+    )
+
+
+def rms_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    variance_size: int | None = None,
+) -> torch.Tensor:
+    """RMSNorm over the last dimension of `x` (shape `(..., H)`), returned in x's dtype.
+
+    Replace this body with your kernel's launch. It must not write into its inputs.
+    """
+    xf = x.float()
+    columns = xf if variance_size is None else xf[..., :variance_size]
+    out = xf * torch.rsqrt(columns.square().mean(dim=-1, keepdim=True) + epsilon)
+    if weight is not None:
+        out = out * (weight.float() + weight_bias)
+    return out.to(x.dtype)
+'''
+
+TEST = '''\
+"""The ir-core conformance kit on `$name`: numerics against native in fp32/fp16/bf16 on the
+op's sample inputs, no input mutation, a FakeTensor- and symbolic-shape-safe supports_args,
+torch.library.opcheck and lowering under torch.compile."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import ir_core
+
+PROVIDER = "$name"
+
+
+def test_provider_is_registered() -> None:
+    ir_core.load_plugins()
+    impl = ir_core.get_op("rms_norm").impls.get(PROVIDER)
+    assert impl is not None, "the plugin was not loaded: is this package installed?"
+    assert impl.status() == (True, "")
+
+
+def test_conformance_kit() -> None:
+    """Same as: pytest --pyargs ir_core.conformance --ir-provider $name"""
+    kit = ["--pyargs", "ir_core.conformance", "--ir-provider", PROVIDER]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *kit, "-q", "-rs", "-p", "no:cacheprovider"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
+'''
+
+_PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+class ScaffoldError(ValueError):
+    """The name or the output directory cannot be used; the message says why."""
+
+
+def names_for(provider: str) -> dict[str, str]:
+    """The template's substitutions for ``provider``."""
+    from . import __version__
+
+    if not _PROVIDER_NAME.fullmatch(provider) or keyword.iskeyword(provider):
+        raise ScaffoldError(
+            f"provider name {provider!r} must be a lowercase identifier "
+            "(letters, digits, '_', starting with a letter), e.g. 'myvendor'"
+        )
+    if provider == NATIVE:
+        raise ScaffoldError("'native' is each op's own semantics, not a provider name")
+    return {
+        "name": provider,
+        "dist": f"ir-provider-{provider.replace('_', '-')}",
+        "module": f"ir_provider_{provider}",
+        "core_version": ".".join(__version__.split(".")[:2]),
+    }
+
+
+def files_for(provider: str) -> dict[str, str]:
+    """Relative path -> content of every file of the package for ``provider``."""
+    names = names_for(provider)
+    module = names["module"]
+    templates = {
+        "pyproject.toml": PYPROJECT,
+        "README.md": README,
+        f"src/{module}/__init__.py": INIT,
+        f"src/{module}/plugin.py": PLUGIN,
+        f"src/{module}/rms_norm.py": KERNEL,
+        "tests/test_conformance.py": TEST,
+    }
+    return {path: Template(text).substitute(names) for path, text in templates.items()}
+
+
+def scaffold(provider: str, output: str | Path = ".") -> Path:
+    """Write the package for ``provider`` into ``output/<dist>`` and return that directory.
+
+    Refuses (ScaffoldError) to write into a directory that already has files.
+    """
+    files = files_for(provider)
+    root = Path(output) / names_for(provider)["dist"]
+    if root.exists() and any(root.iterdir()):
+        raise ScaffoldError(f"{root} already exists and is not empty")
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return root
