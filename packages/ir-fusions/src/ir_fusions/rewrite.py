@@ -171,7 +171,8 @@ def apply_replacement(
             else:
                 new = graph.call_function(operator.getitem, (fused, index))
                 _copy_meta(anchor, new, replacement.values[index])
-            old.replace_all_uses_with(new)
+            # the fused node itself may read a replaced node (an input it recomputes from)
+            old.replace_all_uses_with(new, delete_user_cb=lambda user: user is not fused)
 
     erased = []
     for node in sorted(candidates, key=position.__getitem__, reverse=True):
