@@ -153,6 +153,131 @@ def test_installed_plugins_register_the_flashinfer_impls() -> None:
         assert fa.PROVIDER in ir_core.get_op(name).impls
 
 
+# -- the wrapper against a stand-in of flashinfer.comm ----------------------------------------
+
+
+class StandInComm:
+    """``flashinfer.comm`` as far as the wrapper uses it, with 0.6.12's parameter names (a
+    wrong keyword is a TypeError here as it would be there) and the kernel's arithmetic for
+    one rank: ``residual_out = input + residual_in`` in the input dtype, ``norm_out`` its RMSNorm
+    scaled by ``weight_bias + gamma``."""
+
+    class AllReduceFusionPattern:
+        kAllReduce = 0
+        kARResidualRMSNorm = 1
+
+    def __init__(self) -> None:
+        self.workspaces: list[dict[str, Any]] = []
+        self.calls: list[dict[str, Any]] = []
+
+    def create_allreduce_fusion_workspace(
+        self,
+        backend="auto",
+        world_size=None,
+        rank=None,
+        max_token_num=None,
+        hidden_dim=None,
+        dtype=None,
+        gpus_per_node=None,
+        comm_backend=None,
+        force_oneshot_support=False,
+        group=None,
+    ):
+        self.workspaces.append(dict(locals()))
+        return object()
+
+    def allreduce_fusion(
+        self,
+        input,
+        workspace,
+        pattern,
+        launch_with_pdl=False,
+        trigger_completion_at_end=True,
+        output=None,
+        residual_out=None,
+        norm_out=None,
+        quant_out=None,
+        scale_out=None,
+        residual_in=None,
+        rms_gamma=None,
+        rms_eps=1e-6,
+        scale_factor=None,
+        layout_code=None,
+        use_oneshot=None,
+        fp32_acc=False,
+        moe_reduction_device_num_experts=None,
+        moe_reduction_scale_input=None,
+        moe_reduction_active_experts_token_input=None,
+        moe_reduction_token_input=None,
+        expanded_idx_to_permuted_idx=None,
+        expert_scale_factor=None,
+        shared_expert_output=None,
+        block_quant_group_size=None,
+        weight_bias=0.0,
+    ):
+        self.calls.append(dict(locals()))
+        assert pattern == self.AllReduceFusionPattern.kARResidualRMSNorm
+        assert input.dim() == 2 and input.is_contiguous() and rms_gamma.dtype == input.dtype
+        summed = (input.float() + residual_in.float()).to(input.dtype)  # one rank: no reduction
+        residual_out.copy_(summed)
+        r = summed.float()
+        scale = torch.rsqrt(r.pow(2).mean(-1, keepdim=True) + rms_eps)
+        norm_out.copy_((r * scale * (weight_bias + rms_gamma.float())).to(input.dtype))
+        return norm_out
+
+
+@pytest.fixture
+def one_rank_stand_in(monkeypatch: pytest.MonkeyPatch):
+    """A real one-rank process group, and the stand-in where flashinfer.comm would be."""
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialized in this process")
+    comm = StandInComm()
+    monkeypatch.setattr(fa, "_comm", comm)
+    monkeypatch.setattr(fa, "_workspaces", {})
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield comm, dist.group.WORLD.group_name
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("dtype", [FP16, BF16], ids=str)
+def test_wrapper_matches_native_through_the_stand_in(one_rank_stand_in, ranks, dtype) -> None:
+    """Argument wiring, output wiring, no input written, native semantics (one rank, so the
+    all-reduce is the identity), on every sample supports_args accepts (its group check is
+    told 2 ranks: the real group has one, which the kernels would not take)."""
+    from ir_core.testing import assert_matches_native
+
+    comm, _ = one_rank_stand_in
+    ran = 0
+    for name, fn, supports in (
+        (fa.OPS[0], fa.all_reduce_rms_norm, fa.all_reduce_rms_norm_supports),
+        (fa.OPS[1], fa.all_reduce_fused_add_rms_norm, fa.all_reduce_fused_add_rms_norm_supports),
+    ):
+        for sample in ir_core.get_op(name).sample_inputs(dtype):
+            if supports(*sample.args, **sample.kwargs):
+                assert_matches_native(name, fn, sample)
+                ran += 1
+    assert ran >= 8
+    assert all(call["fp32_acc"] and call["residual_in"] is not None for call in comm.calls)
+    workspace = comm.workspaces[0]  # one per (group, dtype, hidden size)
+    assert workspace["backend"] == "trtllm" and workspace["world_size"] == 1
+    assert workspace["max_token_num"] == fa.MAX_TOKENS and workspace["dtype"] == dtype
+    assert workspace["group"] is dist.group.WORLD
+    assert len({(w["hidden_dim"], w["dtype"]) for w in comm.workspaces}) == len(comm.workspaces)
+
+
+def test_plain_norm_runs_the_residual_pattern_with_a_zero_residual(one_rank_stand_in) -> None:
+    comm, group = one_rank_stand_in
+    x = torch.randn(2, 3, 64, dtype=BF16)  # 3-D: flattened to rows for the kernel
+    w = torch.randn(64, dtype=BF16)
+    out, reduced = fa.all_reduce_rms_norm(x, group, w, EPS, 1.0)
+    (call,) = comm.calls
+    assert call["input"].shape == (6, 64) and not call["residual_in"].any()
+    assert call["weight_bias"] == 1.0 and call["rms_eps"] == EPS
+    assert out.shape == reduced.shape == x.shape and torch.equal(reduced, x)
+
+
 # -- kernels on GPUs ---------------------------------------------------------------------------
 
 
