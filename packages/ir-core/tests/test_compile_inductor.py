@@ -75,10 +75,10 @@ def _compile_env(monkeypatch) -> Iterator[None]:
     """Fresh compiles that run ir_core's passes every time.
 
     Inductor's and AOTAutograd's on-disk caches are off (a hit runs no pass, so it makes no
-    report); ``test_fx_graph_cache_*`` turns the first back on in a private directory. Each
-    eager dispatcher is called once after Dynamo is loaded: its first miss then swaps in a
-    faster body, which Dynamo's guards would see as a change (one extra recompile) if it
-    happened between two calls of a compiled function under test.
+    report); the cache test turns them on in a private directory. Each eager dispatcher is
+    called once after Dynamo is loaded: its first miss then swaps in a faster body, which
+    Dynamo's guards would see as a change (one extra recompile) if it happened between two
+    calls of a compiled function under test.
     """
     monkeypatch.setenv("IR_CORE_FUSIONS", "none")  # plugins' fusions would rename the nodes
     for op, args in (
@@ -169,23 +169,30 @@ def test_dynamic_shapes_compile_once_for_every_token_count(provider):
     assert provider.calls == 4
 
 
-def test_fx_graph_cache_keys_on_the_priority(provider, tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+def test_inductor_and_aot_autograd_caches_key_on_the_priority(provider, tmp_path):
     x, w = _inputs(8)
-    with fresh_cache(dir=str(tmp_path)), inductor_config.patch(fx_graph_cache=True):
+    with (
+        fresh_cache(dir=str(tmp_path)),
+        inductor_config.patch(fx_graph_cache=True),
+        functorch_config.patch(enable_autograd_cache=True),
+    ):
         counters.clear()
         torch.compile(_f)(x, w)
-        assert (counters["inductor"]["fxgraph_cache_miss"], provider.calls) == (1, 0)
+        assert counters["inductor"]["fxgraph_cache_miss"] == 1
+        assert counters["aot_autograd"]["autograd_cache_miss"] == 1
+        assert provider.calls == 0
 
         torch._dynamo.reset()
-        torch.compile(_f)(x, w)  # same priority: served from the cache
+        torch.compile(_f)(x, w)  # same priority: served from the caches
         assert counters["inductor"]["fxgraph_cache_hit"] == 1
+        assert counters["aot_autograd"]["autograd_cache_hit"] == 1
 
         torch._dynamo.reset()
         with ir_core.set_priority(rms_norm=[provider.name]):
-            out = torch.compile(_f)(x, w)  # another priority: a miss, never the native graph
+            out = torch.compile(_f)(x, w)  # another priority: misses, never the first graph
         assert counters["inductor"]["fxgraph_cache_miss"] == 2
-        assert counters["inductor"]["fxgraph_cache_hit"] == 1
+        assert counters["aot_autograd"]["autograd_cache_miss"] == 2
+        assert counters["aot_autograd"]["autograd_cache_hit"] == 1
         assert provider.calls == 1
         torch.testing.assert_close(out, _reference(x, w))
 

@@ -11,16 +11,18 @@ seen before finds its earlier graph among the cached ones).
 caller's context, because ``set_priority`` is a contextvar (thread- and task-local). Dynamo's
 guard re-reads the attribute on every call of a compiled frame, so the read is cached per
 priority scope and reset whenever priorities may change; a hit costs a dict lookup.
+``IR_CORE_OP_PRIORITY`` is read when priorities are resolved, as for eager dispatch: set it
+before compiling (editing it later is seen once something else changes the priorities).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from .. import priority
 
-_keys: dict[tuple[priority.Scope, str], str] = {}
+_keys: dict[priority.Scope, str] = {}
+_current_scope = priority.current_scope.get
 
 
 def _forget() -> None:
@@ -31,15 +33,18 @@ priority.on_change(_forget)
 
 
 def current_key() -> str:
-    """``ir_core.priority_hash()`` for the calling context, cached per scope and env value."""
-    cache_key = (priority.current_scope.get(), os.environ.get(priority.ENV_PRIORITY, ""))
-    key = _keys.get(cache_key)
+    """``ir_core.priority_hash()`` for the calling context, cached per priority scope."""
+    scope = _current_scope()
+    key = _keys.get(scope)
     if key is None:
-        key = _keys[cache_key] = priority.priority_hash()
+        key = _keys[scope] = priority.priority_hash()
     return key
 
 
 def __getattr__(name: str) -> Any:
+    # One Python frame and C calls only: Dynamo runs this on every call of a compiled frame,
+    # and each Python frame executed inside its guard check costs microseconds.
     if name == "priority_key":
-        return current_key()
+        key = _keys.get(_current_scope())
+        return key if key is not None else current_key()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
