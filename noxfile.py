@@ -69,11 +69,12 @@ def wheels(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job: what this machine has and what each op runs, then a dispatch demo."""
+    """The main job, ``ir-core doctor`` (platform, plugins, what each op runs, a quick check,
+    the example decoder blocks eager vs compiled), then a dispatch demo."""
     _install_torch(session)
     for package in PACKAGES:
         session.install("-c", CONSTRAINTS, package)
-    session.run("ir-core", "list-providers")
+    session.run("ir-core", "doctor")
     session.run("python", str(ROOT / "examples" / "dispatch_demo.py"))
 
 
