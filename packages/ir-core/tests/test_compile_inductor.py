@@ -230,3 +230,25 @@ def test_the_backend_is_found_by_name():
     from ir_core.compile.backend import ir_core_backend
 
     assert torch._dynamo.lookup_backend("ir_core") is ir_core_backend
+
+
+def test_grad_mode_compiles_and_differentiates_through_native():
+    """Outside ``torch.no_grad()`` AOTAutograd needs a backward for each IR op: the native
+    semantics, recomputed and differentiated, whichever impl ran forward."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(H, generator=g))
+    r = torch.randn(4, H, generator=g, requires_grad=True)
+    x = torch.randn(4, H, generator=g, requires_grad=True)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        out, residual = ir_core.ops.fused_add_rms_norm(x * 2, r, w, 1e-6, 1.0)
+        return (out * residual).sum() + ir_core.ops.rms_norm(x, None, 1e-6).sum()
+
+    torch.compile(loss, fullgraph=True)(x).backward()
+    compiled_grads = [t.grad.clone() for t in (w, r, x)]
+    assert compile_report().unlowered == []
+    for t in (w, r, x):
+        t.grad = None
+    loss(x).backward()
+    for got, t in zip(compiled_grads, (w, r, x)):
+        torch.testing.assert_close(got, t.grad)

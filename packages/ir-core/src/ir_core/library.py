@@ -5,7 +5,9 @@ until the lowering pass replaces it. Its kernel is registered for no particular 
 (CompositeExplicitAutograd through ``device_types=None``), so out-of-tree devices work; the
 kernel itself calls the eager dispatcher, so calling the torch op eagerly runs the same impl
 ``ir_core.ops.<name>`` would. Its fake impl is the native function: the semantics already
-computes the right output metadata.
+computes the right output metadata. Its autograd formula differentiates the native function,
+so graphs traced with grad enabled compile (training is not the goal; refusing to compile
+``model(x)`` outside ``torch.no_grad()`` would be a trap).
 
 ``torch.ops.ir_core_impl.<op>__<provider>`` is one provider's kernel as a graph-callable op: the
 lowering pass points an IR node at it when a non-native impl is selected, so the vendor kernel
@@ -47,7 +49,48 @@ def define(op: Op) -> Any:
         f"{NAMESPACE}::{op.name}", kernel, mutates_args=(), schema=schema
     )
     custom.register_fake(fake)
+    _register_native_autograd(custom, native)
     return getattr(getattr(torch.ops, NAMESPACE), op.name).default
+
+
+def _register_native_autograd(custom: Any, native: Any) -> None:
+    """Differentiate the op through its native semantics.
+
+    Without a formula, AOTAutograd refuses any graph where an IR op sees a tensor that
+    requires grad -- plain ``torch.compile(model)`` outside ``torch.no_grad()`` would fail.
+    The backward recomputes native on the saved inputs and differentiates it: whichever impl
+    ran forward, the gradient is that of the semantics every impl matches.
+    """
+
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.positions = [i for i, a in enumerate(inputs) if isinstance(a, torch.Tensor)]
+        ctx.constants = [None if isinstance(a, torch.Tensor) else a for a in inputs]
+        ctx.save_for_backward(*(inputs[i] for i in ctx.positions))
+
+    def backward(ctx: Any, *grads: Any) -> tuple[Any, ...]:
+        args = list(ctx.constants)
+        wanted = []
+        for i, saved in zip(ctx.positions, ctx.saved_tensors):
+            args[i] = saved.detach().requires_grad_(ctx.needs_input_grad[i])
+            if ctx.needs_input_grad[i]:
+                wanted.append(i)
+        with torch.enable_grad():
+            out = native(*args)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
+        result: list[Any] = [None] * len(args)
+        if pairs and wanted:
+            got = torch.autograd.grad(
+                [o for o, _ in pairs],
+                [args[i] for i in wanted],
+                [g for _, g in pairs],
+                allow_unused=True,
+            )
+            for i, g in zip(wanted, got):
+                result[i] = g
+        return tuple(result)
+
+    custom.register_autograd(backward, setup_context=setup_context)
 
 
 def _on_trace() -> None:
