@@ -304,9 +304,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("nothing was checked: no target of these providers can run here")
     skipped = _grouped_skips(report)
     if skipped:
+        import textwrap
+
         print("\nnot checked:")
         for line in skipped:
-            print(f"  {line}")
+            print(textwrap.fill(line, 100, initial_indent="  ", subsequent_indent="    "))
     if report.failures:
         print("\nfailures:")
         for r in report.failures:
@@ -331,7 +333,8 @@ def _grouped_skips(report: Any) -> list[str]:
     for (provider, reason), targets in groups.items():
         ops = ", ".join(sorted({t.op for t in targets}))
         devices = ", ".join(sorted({t.device for t in targets}))
-        lines.append(f"{provider}: {reason} ({len(targets)} targets: {ops} on {devices})")
+        count = f"{len(targets)} target{'s' if len(targets) != 1 else ''}"
+        lines.append(f"{provider}: {reason} ({count}: {ops} on {devices})")
     return lines
 
 
