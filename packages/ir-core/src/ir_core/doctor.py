@@ -20,7 +20,8 @@ import platform as pyplatform
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -245,26 +246,35 @@ BLOCK_ATOL = BLOCK_RTOL = 5e-2
 
 
 def _best_seconds(fn: Callable[[], Any], runs: int = 5) -> float:
-    """The fastest of ``runs`` calls after a warm-up, on one CPU thread.
+    """The fastest of ``runs`` calls after a warm-up: on a shared machine the slower calls
+    measure the neighbours."""
+    fn()
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
-    The blocks are tiny: with several threads each op would mostly time its thread
-    synchronization, and on a shared machine a barrier waits for a busy core's time slice
-    (a 1 ms block then reads 80 ms). One thread and the fastest call measure the code.
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run the blocks on one CPU thread, compiled and eager alike.
+
+    They are tiny: with several threads each op mostly times its thread synchronization, and
+    on a shared machine a barrier waits for a busy core's time slice (a 1 ms block then reads
+    80 ms). The compile happens under the same setting because Dynamo guards on the thread
+    count: changing it between compiling and timing would compile everything twice.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fn()
-        best = float("inf")
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
+        yield
     finally:
         torch.set_num_threads(threads)
-    return best
 
 
+@_one_thread()
 def _decoder_blocks(explicit: str | None, progress: Progress, deadline: float) -> dict[str, Any]:
     """Each block family eager, then under plain ``torch.compile`` (ir_core lowers its IR ops
     inside Inductor): timings, what each IR op was lowered to, and compiled vs eager.
