@@ -116,20 +116,38 @@ def test_world_size_one_makes_the_provider_unavailable() -> None:
     assert not ok and "world size 1" in reason
 
 
+class RecordingRegistry:
+    """Just what ``register_impls`` touches: a real Registry would define the torch ops again."""
+
+    def __init__(self, op_names: list[str]) -> None:
+        self._ops = [type("Op", (), {"name": name})() for name in op_names]
+        self.impls: list[tuple[str, str, Any, dict[str, Any]]] = []
+
+    def ops(self) -> list[Any]:
+        return self._ops
+
+    def register_impl(self, op: str, provider: str, fn: Any, **kwargs: Any) -> None:
+        self.impls.append((op, provider, fn, kwargs))
+
+
 def test_registers_both_ops_when_ir_fusions_declares_them() -> None:
-    from ir_core.catalogue import register_builtin_ops
-    from ir_fusions import collective_norms
+    from ir_core.registry import check_signature
 
-    registry = ir_core.Registry()
-    register_builtin_ops(registry)
-    fa.register_impls(registry)  # before ir-fusions: nothing to register, and no error
-    assert not any(fa.PROVIDER in op.impls for op in registry.ops() if op.name in fa.OPS)
+    without = RecordingRegistry(["rms_norm", "fused_add_rms_norm", "dual_rms_norm"])
+    fa.register_impls(without)  # ir-fusions not loaded: nothing to register, and no error
+    assert without.impls == []
 
-    collective_norms.register_ops(registry)
-    fa.register_impls(registry)  # the registry checks names, annotations and defaults
-    for name in fa.OPS:
-        impl = registry.get_op(name).impls[fa.PROVIDER]
-        assert impl.device_types == frozenset({"cuda"})
+    with_ops = RecordingRegistry(["rms_norm", *fa.OPS])
+    fa.register_impls(with_ops)
+    assert [(op, provider) for op, provider, _, _ in with_ops.impls] == [
+        (name, fa.PROVIDER) for name in fa.OPS
+    ]
+    for name, _, fn, kwargs in with_ops.impls:
+        assert kwargs["device_types"] == ("cuda",) and kwargs["available"] is fa.available
+        # what Registry.register_impl checks: names, annotations, defaults, return type
+        op = ir_core.get_op(name)
+        check_signature(op, fn, what=name, check_types=True)
+        check_signature(op, kwargs["supports_args"], what=name, check_types=False)
 
 
 def test_user_priority_selects_flashinfer_for_both_ops() -> None:
