@@ -131,6 +131,35 @@ def measure(layer: torch.fx.GraphModule, layers: int, repeats: int) -> dict[str,
     }
 
 
+def _growth(rows: list[dict[str, Any]], key: str) -> float:
+    """Per-layer cost at the most layers over per-layer cost at the fewest (1.0 = flat)."""
+    first, last = rows[0], rows[-1]
+    return (last[key] / last["layers"]) / (first[key] / first["layers"])
+
+
+def print_table(kind: str, layer_nodes: int, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{kind}: one traced layer = {layer_nodes} FX nodes")
+    print(
+        f"{'layers':>6} {'nodes':>6} {'IR nodes':>8} {'fusions':>9} {'lowering':>9} "
+        f"{'total':>9} | per layer: {'fusions':>8} {'lowering':>8} {'total':>8}"
+    )
+    for r in rows:
+        n = r["layers"]
+        per_layer = [r["fusions_s"] / n * 1e3, r["lowering_s"] / n * 1e3, r["per_layer_ms"]]
+        print(
+            f"{n:>6} {r['nodes']:>6} {r['ir_nodes_lowered']:>8} "
+            f"{r['fusions_s']:>8.3f}s {r['lowering_s']:>8.3f}s {r['total_s']:>8.3f}s | "
+            f"{'':>10}" + " ".join(f"{ms:>6.2f}ms" for ms in per_layer)
+        )
+    rewrites = ", ".join(f"{k}={v}" for k, v in rows[-1]["fusion_rewrites"].items() if v)
+    print(f"rewrites at {rows[-1]['layers']} layers: {rewrites or 'none'}")
+    print(
+        f"per-layer cost, {rows[-1]['layers']} layers vs {rows[0]['layers']}: "
+        f"fusions {_growth(rows, 'fusions_s'):.2f}x, lowering {_growth(rows, 'lowering_s'):.2f}x,"
+        f" total {_growth(rows, 'total_s'):.2f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", nargs="+", default=["llama", "deepseek_mla"])
@@ -146,23 +175,7 @@ def main() -> None:
         rows = [measure(layer, n, args.repeats) for n in args.layers]
         results.append({"kind": kind, "layer_nodes": len(layer.graph.nodes), "rows": rows})
         if not args.json:
-            print(f"\n{kind}: one traced layer = {len(layer.graph.nodes)} FX nodes")
-            print(
-                f"{'layers':>7} {'nodes':>7} {'IR lowered':>10} {'fusions':>9} "
-                f"{'lowering':>9} {'total':>9} {'per layer':>10}  rewrites"
-            )
-            for r in rows:
-                rewrites = ", ".join(f"{k}={v}" for k, v in r["fusion_rewrites"].items() if v)
-                print(
-                    f"{r['layers']:>7} {r['nodes']:>7} {r['ir_nodes_lowered']:>10} "
-                    f"{r['fusions_s']:>8.3f}s {r['lowering_s']:>8.3f}s {r['total_s']:>8.3f}s "
-                    f"{r['per_layer_ms']:>8.2f}ms  {rewrites}"
-                )
-            first, last = rows[0], rows[-1]
-            print(
-                f"per-layer cost at {last['layers']} layers / at {first['layers']}: "
-                f"{last['per_layer_ms'] / first['per_layer_ms']:.2f}x"
-            )
+            print_table(kind, len(layer.graph.nodes), rows)
     if args.json:
         print(json.dumps(results, indent=2))
 
