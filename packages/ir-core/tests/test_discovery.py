@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -118,3 +122,12 @@ def test_entry_points_are_read_once(monkeypatch):
         lambda **kw: pytest.fail("entry points read twice"),
     )
     assert discovery.entry_points() is first
+
+
+def test_detect_before_plugins_are_loaded_gives_a_platform():
+    # a fresh process: detect() is the first thing that loads plugins
+    code = "from ir_core import platform; print(platform.detect())"
+    env = {k: v for k, v in os.environ.items() if k != "IR_CORE_PLATFORM"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "('cpu', 'torch')"

@@ -31,9 +31,10 @@ def detect() -> tuple[str, str]:
     override = os.environ.get(ENV_PLATFORM, "").strip()
     if override:
         return override, ENV_PLATFORM
-    if _detected is None:
-        from . import discovery
+    from . import discovery
 
+    discovery.load_plugins()  # first: loading forgets what was detected before
+    if _detected is None:
         _detected = detect_from_torch(), "torch"
         for plugin, answer in discovery.call_hooks("detect_platform"):
             if answer:
