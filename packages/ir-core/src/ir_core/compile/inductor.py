@@ -55,11 +55,12 @@ class IrCoreGraphPass(CustomGraphPass):
         run_passes(gm)
 
     def uuid(self) -> str:
+        from .guard import current_key
         from .passes import fusion_passes
 
         digest = hashlib.sha256()
         digest.update(_source_digest())
-        digest.update(priority.priority_hash().encode())
+        digest.update(current_key().encode())  # priority_hash(), cached per priority scope
         digest.update(fusion_passes().fingerprint().encode())
         return digest.hexdigest()
 
@@ -115,6 +116,10 @@ def ensure_installed() -> None:
 
 _defined: set[tuple[str, str]] = set()
 _define_lock = threading.Lock()
+#: Priority scopes whose impl ops are all defined (reset when priorities or plugins change):
+#: this runs for every traced IR call, so the usual case is one set lookup.
+_scopes_done: set[priority.Scope] = set()
+priority.on_change(_scopes_done.clear)
 
 
 def define_impl_ops() -> None:
@@ -127,6 +132,10 @@ def define_impl_ops() -> None:
     """
     from .. import discovery
 
+    scope = priority.current_scope.get()
+    if scope in _scopes_done:
+        return
+    discovery.load_plugins()  # first: loading changes priorities (and clears _scopes_done)
     for op in discovery.registry.ops():
         for provider in priority.resolve(op.name):
             key = (op.name, provider)
@@ -138,3 +147,4 @@ def define_impl_ops() -> None:
             with _define_lock:
                 library.impl_op(op, provider)
                 _defined.add(key)
+    _scopes_done.add(scope)
