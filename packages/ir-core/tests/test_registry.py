@@ -126,7 +126,7 @@ def test_native_and_duplicates_are_rejected():
 
 
 def test_unknown_op_names_the_known_ones():
-    with pytest.raises(KeyError, match="unknown op 'layer_norm'; known ops: .*rms_norm"):
+    with pytest.raises(KeyError, match=r"unknown op 'layer_norm'; known ops: .*rms_norm"):
         ir_core.registry.register_impl("layer_norm", "x", good_rms_norm, device_types=("cpu",))
 
 

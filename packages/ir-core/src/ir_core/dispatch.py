@@ -3,7 +3,8 @@
 The hot path is one generated function per op with the op's own signature. It builds a key from
 what predicates may read (the priority scope, the type and device of the first tensor, the
 dtype, shape and layout of every tensor -- contiguous, or else its strides -- and every other
-argument), looks the chosen kernel up in a dict, and calls it. Validation, availability checks and ``supports_args`` run only on a miss.
+argument), looks the chosen kernel up in a dict, and calls it. Validation, availability checks
+and ``supports_args`` run only on a miss.
 
 Why generated: a generic ``*args`` wrapper that loops over parameters costs several hundred
 nanoseconds more per call; the generated body is what one would write by hand for each op.
