@@ -159,12 +159,6 @@ def test_user_priority_selects_flashinfer_for_both_ops() -> None:
     assert normalize(parse(spec), source="test") == {op: (fa.PROVIDER,) for op in fa.OPS}
 
 
-@pytest.mark.xfail(
-    reason="ir-core calls a plugin's register_impls before later plugins' register_ops "
-    "(discovery._run_registration runs both hooks per plugin), so the cuda plugin loads before "
-    "ir-fusions declares the ops; hookspecs.py promises register_ops for every plugin first",
-    strict=False,
-)
 def test_installed_plugins_register_the_flashinfer_impls() -> None:
     ir_core.load_plugins()
     for name in fa.OPS:

@@ -161,8 +161,7 @@ def load_plugins() -> None:
                 continue
             if _admit(record, plugin):
                 loaded.append((ep.name, plugin))
-        for name, plugin in loaded:
-            _run_registration(_records[name], plugin)
+        _run_registration([_records[name] for name, _ in loaded])
         _changed()
 
 
@@ -179,7 +178,7 @@ def register_plugin(plugin: object, name: str | None = None) -> PluginRecord:
         record = PluginRecord(name=name, status="not loaded", value=repr(plugin))
         _records[name] = record
         if _admit(record, plugin):
-            _run_registration(record, plugin)
+            _run_registration([record])
         _changed()
         return record
 
@@ -219,18 +218,25 @@ def _admit(record: PluginRecord, plugin: object) -> bool:
     return True
 
 
-def _run_registration(record: PluginRecord, plugin: object) -> None:
-    if record.status == "quarantined":
-        return
-    try:
-        with registry.attributed_to(record.name):
-            for hook in ("register_ops", "register_impls"):
-                _call_one(record.name, hook, {"registry": registry})
-    except Exception as exc:
-        _quarantine(record, _reason(exc, None))
-        return
-    record.status = "loaded"
-    record.providers = registry.provided_by(record.name)
+def _run_registration(records: list[PluginRecord]) -> None:
+    """Every plugin's ``register_ops``, then every plugin's ``register_impls``.
+
+    Ops first for all plugins, so that a provider can implement an op another plugin declares
+    (ir-provider-cuda's kernels for ir-fusions' all-reduce norms) whatever their load order.
+    """
+    for hook in ("register_ops", "register_impls"):
+        for record in records:
+            if record.status == "quarantined":
+                continue
+            try:
+                with registry.attributed_to(record.name):
+                    _call_one(record.name, hook, {"registry": registry})
+            except Exception as exc:
+                _quarantine(record, _reason(exc, None))
+    for record in records:
+        if record.status != "quarantined":
+            record.status = "loaded"
+            record.providers = registry.provided_by(record.name)
 
 
 def _reason(exc: BaseException, hook: str | None) -> str:
