@@ -35,7 +35,22 @@ from typing import Any
 
 import torch.fx
 from torch._inductor import config as inductor_config
-from torch._inductor.custom_graph_pass import CustomGraphPass, get_custom_graph_passes
+from torch._inductor.custom_graph_pass import CustomGraphPass
+
+try:  # torch >= 2.9: the config holds a list of passes
+    from torch._inductor.custom_graph_pass import get_custom_graph_passes
+
+    LIST_OF_PASSES = True
+except ImportError:  # torch 2.6-2.8: one pass, so ours is chained after any already set
+    LIST_OF_PASSES = False
+
+    def get_custom_graph_passes(custom_pass: Any) -> tuple[Any, ...]:
+        if custom_pass is None:
+            return ()
+        if isinstance(custom_pass, ChainedGraphPass):
+            return custom_pass.passes
+        return (custom_pass,)
+
 
 from .. import library, priority
 from ..op import NATIVE
@@ -72,6 +87,21 @@ class IrCoreGraphPass(CustomGraphPass):
 GRAPH_PASS = IrCoreGraphPass()
 
 
+class ChainedGraphPass(CustomGraphPass):
+    """Several passes as one, for torch versions whose config takes a single pass."""
+
+    def __init__(self, passes: tuple[Any, ...]) -> None:
+        self.passes = passes
+
+    def __call__(self, graph: torch.fx.Graph) -> None:
+        for graph_pass in self.passes:
+            graph_pass(graph)
+
+    def uuid(self) -> str:
+        parts = [str(p.uuid()) if hasattr(p, "uuid") else repr(p) for p in self.passes]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
 @lru_cache(1)
 def _source_digest() -> bytes:
     """ir_core's compile code and op library: a change to either invalidates cached graphs."""
@@ -84,12 +114,14 @@ def _source_digest() -> bytes:
     return digest.digest()
 
 
-def with_graph_pass(passes: Any) -> list[Any]:
+def with_graph_pass(passes: Any) -> Any:
     """``passes`` (a config value: None, one pass or a list) with ours appended once."""
     current = list(get_custom_graph_passes(passes))
     if not any(p is GRAPH_PASS for p in current):
         current.append(GRAPH_PASS)
-    return current
+    if LIST_OF_PASSES:
+        return current
+    return current[0] if len(current) == 1 else ChainedGraphPass(tuple(current))
 
 
 def installed() -> bool:

@@ -17,7 +17,17 @@ from typing import Any
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.fx.experimental.symbolic_shapes import optimization_hint
+
+try:  # torch >= 2.10
+    from torch.fx.experimental.symbolic_shapes import optimization_hint
+except ImportError:  # torch 2.6-2.9
+    from torch.fx.experimental.symbolic_shapes import has_hint, hint_int
+
+    def optimization_hint(value: int | torch.SymInt, *, fallback: int) -> int:
+        if isinstance(value, torch.SymInt) and not has_hint(value):
+            return fallback
+        return hint_int(value)
+
 
 from .. import dispatch, priority
 from ..dispatch import Explanation
@@ -37,6 +47,7 @@ class NotLowerable(Exception):
 
 
 def _hint(value: int | torch.SymInt) -> int:
+    """The traced value of a size, read without adding a guard."""
     return optimization_hint(value, fallback=UNBACKED_HINT)
 
 
