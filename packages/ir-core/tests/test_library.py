@@ -94,3 +94,19 @@ def test_fast_path_still_records_the_op_in_dynamo_graphs():
     torch.testing.assert_close(compiled(x), ir_core.get_op("rms_norm").native(x, None, 1e-6))
     targets = [n.target for n in graphs[0].graph.nodes if n.op == "call_function"]
     assert targets == [torch.ops.ir_core.rms_norm.default]
+
+
+def test_non_strict_export_records_the_op_after_the_fast_path():
+    import torch._dynamo  # Dynamo loaded: the next miss enables the fast body
+
+    dispatcher = ir_core.ops.rms_norm
+    dispatcher(torch.randn(5, 40), None, 1e-6)  # a new key: a miss
+    assert "is_compiling" not in dispatcher.__code__.co_names
+
+    class Norm(torch.nn.Module):
+        def forward(self, x):
+            return dispatcher(x, None, 1e-6)
+
+    exported = torch.export.export(Norm(), (torch.randn(5, 40),), strict=False)
+    targets = [n.target for n in exported.graph.nodes if n.op == "call_function"]
+    assert torch.ops.ir_core.rms_norm.default in targets

@@ -161,8 +161,10 @@ def make_dispatcher(op: Op) -> Callable[..., Any]:
     Two bodies are generated. The first checks ``is_compiling()`` on every call so that Dynamo,
     tracing a model, records ``torch.ops.ir_core.<name>`` instead of the eager machinery. Once
     Dynamo is imported, a miss registers that behaviour with Dynamo itself
-    (``torch.compiler.substitute_in_graph``) and swaps in the second body, which skips the
-    check: the dispatcher object stays the same, so references users hold keep working.
+    (``torch.compiler.substitute_in_graph``) and swaps in the second body, which reads the flag
+    behind ``is_compiling()`` directly (set by non-strict ``torch.export``) instead of calling
+    it: the dispatcher object stays the same, so references users hold keep working. A frame
+    Dynamo compiled before the swap recompiles once (Dynamo guards on the code object).
     What Dynamo traces reads ``ir_core.compile.guard.priority_key``, so a compiled graph is
     guarded on the priority it was lowered under and recompiles when it changes.
     """
@@ -200,6 +202,8 @@ def guarded({call}):
 {lookup}
 
 def fast({call}):
+    if compiler._is_compiling_flag:  # non-strict torch.export: record the op, as Dynamo does
+        return traced({call})
 {lookup}
 
 def traced({call}):
@@ -211,6 +215,7 @@ def traced({call}):
     _caches.append(cache)
     namespace: dict[str, Any] = {
         "is_compiling": is_compiling,
+        "compiler": torch.compiler,
         "op": op,
         "cache": cache,
         "scope": priority.current_scope.get,
