@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import fx
 
 import ir_core
 from ir_fusions import (
@@ -10,6 +11,7 @@ from ir_fusions import (
     Capture,
     FusionPass,
     Literal,
+    NodeOrder,
     Replacement,
     Rule,
     arguments,
@@ -185,3 +187,43 @@ def test_new_nodes_carry_example_values(trace):
             assert value_of(node) is not None, node
     (fused,) = _nodes(gm, ir_core.get_op("fused_add_rms_norm").torch_op)
     assert [tuple(v.shape) for v in value_of(fused)] == [(2, 8), (2, 8)]
+
+
+def test_a_pass_numbers_the_graph_once_and_recompiles_once(trace, monkeypatch):
+    """The driver's cost per match must not grow with the graph: one numbering of the nodes
+    and one recompile per pass, however many matches (counted, not timed)."""
+    from ir_fusions import fused_add_rms_norm_pass
+
+    def f(x, r, w):
+        for _ in range(12):  # residual stream: each layer's sum feeds the next one's
+            r = x + r
+            x = ir.rms_norm(r, w, 1e-6) * 2
+        return x, r
+
+    gm = trace(f, torch.randn(2, 8), torch.randn(2, 8), torch.randn(8), fake=True)
+    numberings, recompiles = [], []
+    renumber = NodeOrder._renumber
+    monkeypatch.setattr(NodeOrder, "_renumber", lambda self: numberings.append(renumber(self)))
+    monkeypatch.setattr(gm, "recompile", lambda: recompiles.append(1))
+    assert fused_add_rms_norm_pass(gm) == 12
+    assert len(numberings) == 1
+    assert len(recompiles) == 1
+
+
+def test_node_order_follows_inserts_and_erases():
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    nodes = [graph.call_function(torch.neg, (x,)) for _ in range(5)]
+    graph.output(nodes[-1])
+    order = NodeOrder(graph)
+    for _ in range(80):  # more midpoints than a float has bits: renumbers once, stays right
+        with graph.inserting_before(nodes[2]):
+            order.inserted(graph.call_function(torch.abs, (x,)))
+    with graph.inserting_after(nodes[-1]):
+        order.inserted(graph.call_function(torch.abs, (x,)))
+    for node in (nodes[1], nodes[3]):
+        graph.erase_node(node)
+        order.erased(node)
+    assert order.renumbered == 2
+    assert sorted(graph.nodes, key=order.__getitem__) == list(graph.nodes)
+    assert len({order[n] for n in graph.nodes}) == len(graph.nodes)

@@ -70,6 +70,19 @@ def _graph_with_both(trace):
     return trace(f, *args, fake=True)
 
 
+def test_registered_passes_leave_recompiling_to_the_pipeline(trace, monkeypatch):
+    """Lowering edits the graph after the fusions and Inductor recompiles once at the end; a
+    recompile per pass would be wasted. The registered callables keep the passes' ``repr``."""
+    registry = compile_passes.FusionPassRegistry()
+    plugin.register_fusion_passes(registry)
+    assert [repr(p.fn) for p in registry.passes()] == [repr(p) for p in PASSES]
+    gm = _graph_with_both(trace)
+    recompiles = []
+    monkeypatch.setattr(gm, "recompile", lambda: recompiles.append(1))
+    assert registry.run(gm)["fused_add_rms_norm"] == 1
+    assert recompiles == []
+
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [

@@ -30,7 +30,7 @@ from .pattern import (
     same_shape,
     value_of,
 )
-from .rewrite import FusionPass, Replacement, Rule, apply_replacement
+from .rewrite import FusionPass, NodeOrder, Replacement, Rule, apply_replacement
 
 __version__ = "0.1.0"
 
@@ -43,6 +43,7 @@ __all__ = [
     "FusionPass",
     "Literal",
     "Match",
+    "NodeOrder",
     "Pattern",
     "Replacement",
     "Rule",

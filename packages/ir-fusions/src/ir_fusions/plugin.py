@@ -31,6 +31,10 @@ def register_ops(registry: ir_core.Registry) -> None:
 
 @ir_core.hookimpl
 def register_fusion_passes(registry: Any) -> None:
-    """Register every pass under its name and order (``registry.register(name, fn, order=)``)."""
+    """Register every pass under its name and order (``registry.register(name, fn, order=)``).
+
+    What is registered is the pass without its own lint and recompile (``for_pipeline``): the
+    registry lints after each pass, and Inductor recompiles once after lowering.
+    """
     for fusion in PASSES:
-        registry.register(fusion.name, fusion, order=fusion.order)
+        registry.register(fusion.name, fusion.for_pipeline(), order=fusion.order)

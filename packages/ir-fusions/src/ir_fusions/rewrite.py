@@ -6,6 +6,12 @@ returns a :class:`Replacement`: the fused op, its arguments, and which old node 
 outputs stands for. A :class:`FusionPass` says *how*: it finds matches, inserts the fused node
 where every input is defined and before every user, reroutes the users, erases what became dead,
 and returns how many matches it rewrote. Graph surgery lives here, once; rules stay declarative.
+
+Cost: a pass is linear in the graph. Node positions are numbered once per pass
+(:class:`NodeOrder`) and kept valid as nodes are inserted and erased, so a match costs the size
+of the match, not of the graph; the graph is linted and recompiled at most once per pass, and not
+at all by the pipeline's entry (:meth:`FusionPass.for_pipeline`), whose caller lints and
+recompiles.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from torch import fx
 
 from .pattern import Match, Pattern
 
-__all__ = ["FusionPass", "Replacement", "Rule", "apply_replacement"]
+__all__ = ["FusionPass", "NodeOrder", "PipelinePass", "Replacement", "Rule", "apply_replacement"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,9 @@ class FusionPass:
     """A named, ordered graph rewrite: ``pass_(gm)`` rewrites in place and returns the count.
 
     ``order`` places it among the other passes (lower runs first); ``name`` is what
-    ``IR_CORE_FUSIONS="-name"`` disables. Accepts a ``GraphModule`` (recompiled when changed) or
-    a bare ``fx.Graph`` (what Inductor's post-grad hooks hand over).
+    ``IR_CORE_FUSIONS="-name"`` disables. Accepts a ``GraphModule`` (linted and recompiled once
+    when changed) or a bare ``fx.Graph`` (what Inductor's post-grad hooks hand over; linted).
+    ir-core's pipeline registers :meth:`for_pipeline` instead, which leaves both to its caller.
 
     ``repr(pass_)`` is stable across processes and changes with the source of the pass (its
     rules' modules and this driver): ir-core's compile-cache key reads it for callables that
@@ -77,6 +84,20 @@ class FusionPass:
 
     def __call__(self, gm: fx.GraphModule | fx.Graph) -> int:
         graph = gm.graph if isinstance(gm, fx.GraphModule) else gm
+        count = self.rewrite(graph)
+        if count:
+            graph.lint()
+            if isinstance(gm, fx.GraphModule):
+                gm.recompile()
+        return count
+
+    def rewrite(self, graph: fx.Graph) -> int:
+        """Rewrite every match in ``graph`` in place; return the count. No lint, no recompile.
+
+        Node positions are numbered once here and kept up to date by :func:`apply_replacement`,
+        so the whole pass is linear in the graph.
+        """
+        order = NodeOrder(graph)
         gone: set[fx.Node] = set()
         count = 0
         for rule, match in self.find(graph, gone):
@@ -85,16 +106,21 @@ class FusionPass:
             replacement = rule.replace(match)
             if replacement is None:
                 continue
-            erased = apply_replacement(graph, replacement, match.nodes)
+            erased = apply_replacement(graph, replacement, match.nodes, order)
             if erased is None:
                 continue
             gone.update(erased)
             count += 1
-        if count:
-            graph.lint()
-            if isinstance(gm, fx.GraphModule):
-                gm.recompile()
         return count
+
+    def for_pipeline(self) -> PipelinePass:
+        """This pass as ir-core's pipeline runs it: rewrites ``gm.graph``, leaves the rest.
+
+        ir-core's registry lints the graph after every pass that rewrote, lowering edits the
+        graph after the fusions, and Inductor recompiles the module once at the end of its
+        post-grad passes; a recompile per pass there is wasted (seconds on deep models).
+        """
+        return PipelinePass(self)
 
     def fingerprint(self) -> str:
         """A digest of the source this pass runs: its class, its rules' modules, this driver."""
@@ -140,8 +166,77 @@ def _input_nodes(args: Any) -> list[fx.Node]:
     return found
 
 
+class PipelinePass:
+    """``fusion.rewrite(gm.graph)`` as a registered ``fn(gm) -> int``; see
+    :meth:`FusionPass.for_pipeline`. Its ``repr`` is the pass's (ir-core's cache key reads it)."""
+
+    __slots__ = ("fusion",)
+
+    def __init__(self, fusion: FusionPass) -> None:
+        self.fusion = fusion
+
+    def __call__(self, gm: fx.GraphModule | fx.Graph) -> int:
+        return self.fusion.rewrite(gm.graph if isinstance(gm, fx.GraphModule) else gm)
+
+    def __repr__(self) -> str:
+        return repr(self.fusion)
+
+
+class NodeOrder:
+    """Where each node of a graph stands, numbered once and kept valid while a pass edits it.
+
+    ``order[node]`` is a number that increases along the graph. Original nodes are numbered
+    0, 1, 2, ...; a node inserted since gets the midpoint of its neighbours' numbers
+    (:meth:`inserted`), an erased one is dropped (:meth:`erased`). Nodes never move otherwise,
+    so the numbers stay in graph order and each lookup is O(1). Should the numbers run out of
+    precision, or a node appear that nobody reported, the graph is renumbered (O(n), rare).
+    """
+
+    __slots__ = ("_graph", "_index", "renumbered")
+
+    def __init__(self, graph: fx.Graph) -> None:
+        self._graph = graph
+        self._index: dict[fx.Node, float] = {}
+        #: How many times the whole graph was numbered (1 for a pass that keeps up with it).
+        self.renumbered = 0
+        self._renumber()
+
+    def _renumber(self) -> None:
+        self._index = {node: float(i) for i, node in enumerate(self._graph.nodes)}
+        self.renumbered += 1
+
+    def __getitem__(self, node: fx.Node) -> float:
+        index = self._index.get(node)
+        if index is None:  # inserted behind our back
+            self._renumber()
+            index = self._index[node]
+        return index
+
+    def _neighbour(self, node: fx.Node, default: float) -> float | None:
+        if node.op == "root":  # the sentinel before the first and after the last node
+            return default
+        return self._index.get(node)
+
+    def inserted(self, node: fx.Node) -> None:
+        """Number ``node``, just inserted between two numbered nodes."""
+        before = self._neighbour(node.prev, -1.0)
+        after = None if before is None else self._neighbour(node.next, before + 2.0)
+        if before is not None and after is not None:
+            middle = (before + after) / 2
+            if before < middle < after:
+                self._index[node] = middle
+                return
+        self._renumber()
+
+    def erased(self, node: fx.Node) -> None:
+        self._index.pop(node, None)
+
+
 def apply_replacement(
-    graph: fx.Graph, replacement: Replacement, matched: Sequence[fx.Node]
+    graph: fx.Graph,
+    replacement: Replacement,
+    matched: Sequence[fx.Node],
+    order: NodeOrder | None = None,
 ) -> list[fx.Node] | None:
     """Insert the fused node, reroute users of the nodes it replaces, erase the dead ones.
 
@@ -150,8 +245,11 @@ def apply_replacement(
     after such a user), nothing is changed and None is returned. Nodes of the match and the
     replaced nodes are erased when nothing uses them any more (so a producer still used
     elsewhere, like a split, stays). Returns the erased nodes.
+
+    ``order`` is the graph's :class:`NodeOrder`, updated here; a pass passes the one it made
+    for all its matches (without one, each call numbers the whole graph).
     """
-    position = {node: i for i, node in enumerate(graph.nodes)}
+    position = NodeOrder(graph) if order is None else order
     candidates = set(matched) | set(replacement.outputs)
     users = [u for old in replacement.outputs for u in old.users if u not in candidates]
     if not users:
@@ -164,12 +262,14 @@ def apply_replacement(
     anchor = max(candidates, key=position.__getitem__)
     with graph.inserting_before(first_user):
         fused = graph.call_function(replacement.target, replacement.args)
+        position.inserted(fused)
         _copy_meta(anchor, fused, tuple(replacement.values))
         for old, index in replacement.outputs.items():
             if index is None:
                 new = fused
             else:
                 new = graph.call_function(operator.getitem, (fused, index))
+                position.inserted(new)
                 _copy_meta(anchor, new, replacement.values[index])
             # the fused node itself may read a replaced node (an input it recomputes from)
             old.replace_all_uses_with(new, delete_user_cb=lambda user: user is not fused)
@@ -178,6 +278,7 @@ def apply_replacement(
     for node in sorted(candidates, key=position.__getitem__, reverse=True):
         if not node.users:
             graph.erase_node(node)
+            position.erased(node)
             erased.append(node)
     return erased
 
