@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ir_core
-from ir_core import priority
+from ir_core import dispatch, priority
 
 NATIVE = ir_core.get_op("rms_norm").native
 X, W = torch.randn(4, 16), torch.randn(16)
@@ -104,6 +104,89 @@ def test_decision_is_cached_per_key(providers):
         assert providers["decline"].predicate_calls == 1
         ir_core.ops.rms_norm(torch.randn(9, 16), W, 1e-6)  # another shape: a new key
         assert beta.predicate_calls == 2
+
+
+@pytest.fixture(params=["TensorGuards", "python"])
+def matcher(request, monkeypatch):
+    """Run a test with torch's C++ metadata check and with the Python comparison that stands
+    in for it where a torch lacks it; both must remember exactly the same decisions."""
+    if request.param == "python":
+        monkeypatch.setattr(dispatch, "_TensorGuards", None)
+    dispatch._clear_caches()
+    yield request.param
+    dispatch._clear_caches()
+
+
+@pytest.fixture
+def picky(plugin):
+    """A cpu provider that takes only a contiguous x with an fp32 weight."""
+    made = Provider(
+        "picky",
+        19.0,
+        accepts=lambda x, weight: (
+            x.is_contiguous() and weight is not None and weight.dtype == torch.float32
+        ),
+    )
+    made.supports = lambda x, weight, epsilon, weight_bias=0.0, variance_size=None: (
+        setattr(made, "predicate_calls", made.predicate_calls + 1) or made.accepts(x, weight)
+    )
+    plugin(**made.hooks())
+    return made
+
+
+def test_a_remembered_decision_follows_every_tensors_metadata(picky, matcher):
+    """Calls that share x's shape and every scalar differ in what the key leaves out: the
+    weight's dtype or absence, x's strides, the device. Each gets its own decision, and each
+    decision is reused, not re-derived, when the same metadata comes back."""
+    transposed = torch.randn(16, 4).t()  # X's shape, other strides
+    cases = [
+        (X, W, 19.0),
+        (X, W.to(torch.bfloat16), 1.0),
+        (transposed, W, 1.0),
+        (X, None, 1.0),
+    ]
+    with ir_core.set_priority(rms_norm=["picky"]):
+        for _ in range(3):
+            for x, w, expected in cases:
+                out = ir_core.ops.rms_norm(x, w, 1e-6)
+                torch.testing.assert_close(out, NATIVE(x, w, 1e-6) * expected)
+        assert picky.predicate_calls == len(cases)
+        assert picky.kernel_calls == 3
+
+        meta_out = ir_core.ops.rms_norm(X.to("meta"), W.to("meta"), 1e-6)  # cpu-only provider
+        assert meta_out.device.type == "meta"
+        assert picky.kernel_calls == 3
+
+
+def test_a_weight_whose_data_is_swapped_is_decided_again(picky, matcher):
+    weight = W.clone()
+    with ir_core.set_priority(rms_norm=["picky"]):
+        assert who_ran(ir_core.ops.rms_norm(X, weight, 1e-6), w=weight) == 19.0
+        weight.data = weight.data.to(torch.bfloat16)  # the same object, another dtype
+        assert who_ran(ir_core.ops.rms_norm(X, weight, 1e-6), w=weight) == 1.0
+    assert picky.predicate_calls == 2
+
+
+def test_decisions_under_one_key_are_bounded(picky, matcher, monkeypatch):
+    monkeypatch.setattr(dispatch, "ENTRIES_PER_KEY", 2)
+    # three decisions under one key: X's shape, the same scalars, a weight present
+    calls = [(X, W), (X, W.to(torch.bfloat16)), (torch.randn(16, 4).t(), W)]
+    with ir_core.set_priority(rms_norm=["picky"]):
+        for x, w in calls:
+            ir_core.ops.rms_norm(x, w, 1e-6)
+        assert picky.predicate_calls == 3
+        ir_core.ops.rms_norm(*calls[2], 1e-6)  # kept
+        assert picky.predicate_calls == 3
+        ir_core.ops.rms_norm(*calls[0], 1e-6)  # the oldest, dropped: decided again
+        assert picky.predicate_calls == 4
+
+
+def test_bad_arguments_are_refused_after_a_cached_call(matcher):
+    ir_core.ops.rms_norm(X, W, 1e-6)
+    with pytest.raises(ValueError, match="weight"):
+        ir_core.ops.rms_norm(X, torch.randn(8), 1e-6)
+    with pytest.raises(TypeError, match="'x'"):
+        ir_core.ops.rms_norm(X.tolist(), W, 1e-6)
 
 
 def test_priority_change_invalidates_the_cache(providers):

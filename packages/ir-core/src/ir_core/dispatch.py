@@ -1,15 +1,24 @@
 """Eager dispatch: ``ir_core.ops.<name>(...)`` picks an impl and calls it.
 
-The hot path is one generated function per op with the op's own signature. It builds a key from
-what predicates may read (the priority scope, the type and device of the first tensor, the
-dtype, shape and layout of every tensor -- contiguous, or else its strides -- and every other
-argument), looks the chosen kernel up in a dict, and calls it. Validation, availability checks
-and ``supports_args`` run only on a miss.
+The hot path is one generated function per op with the op's own signature. A decision is
+remembered under a key of what is cheap to read (the priority scope, the first tensor's shape,
+which optional tensors are None, every non-tensor argument) together with a matcher that checks
+everything else predicates may read -- the type, device, dtype, shape, strides and
+requires_grad of every tensor -- in one call into C++ (torch's ``TensorGuards``, the check
+Dynamo's guards were built on). A hit costs one dict lookup and that check; validation,
+availability checks and ``supports_args`` run only on a miss.
+
+Why this split: reading a tensor's metadata through torch's Python bindings costs 50-200 ns a
+field here, so a key holding every field of two tensors costs about as much as the whole budget
+(1 µs); the C++ check reads them all in about 150 ns. The first tensor's shape stays in the key
+so that calls alternating between shapes (hidden-state norms, then q/k norms) each find their
+own entry instead of evicting each other. Where ``TensorGuards`` is missing (a future torch) or
+refuses a tensor, the same metadata is compared in Python: slower, equally exact.
 
 Why generated: a generic ``*args`` wrapper that loops over parameters costs several hundred
 nanoseconds more per call; the generated body is what one would write by hand for each op.
-Including the shape means a new token count is a miss, but a miss per shape is paid once for all
-layers of a model, and the full shape makes every validation and predicate answer exact.
+A new token count is a miss, but a miss per shape is paid once for all layers of a model, and
+exact metadata makes every validation and predicate answer exact.
 """
 
 from __future__ import annotations
@@ -26,11 +35,21 @@ from . import priority
 from .compile import guard as compile_guard
 from .op import NATIVE, Impl, Op
 
-#: Entries per op before the cache is dropped and rebuilt (bounds memory when shapes vary a lot).
+try:  # C++ metadata checks; absent or changed in some future torch, then Python compares
+    from torch._C._dynamo.guards import TensorGuards as _TensorGuards
+except ImportError:  # pragma: no cover - every torch ir-core supports has it
+    _TensorGuards = None
+
+#: Keys per op before the cache is dropped and rebuilt (bounds memory when shapes vary a lot).
 CACHE_LIMIT = 4096
+#: Decisions kept under one key (metadata the key leaves out: dtypes, strides, devices...).
+ENTRIES_PER_KEY = 8
 
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
-_caches: list[dict[Any, Callable[..., Any]]] = []
+
+#: One remembered decision: a matcher taking the op's tensor arguments, and the kernel.
+Entry = tuple[Callable[..., bool], Callable[..., Any]]
+_caches: list[dict[Any, tuple[Entry, ...]]] = []
 
 
 def _clear_caches() -> None:
@@ -133,9 +152,12 @@ def explain(op: str | Op, *args: Any, device_type: str | None = None, **kwargs: 
 
 
 def _resolve(
-    op: Op, cache: dict[Any, Callable[..., Any]], key: Any, args: tuple[Any, ...]
+    op: Op,
+    cache: dict[Any, tuple[Entry, ...]],
+    key_of: Callable[..., Any],
+    args: tuple[Any, ...],
 ) -> Callable[..., Any]:
-    """The miss path: validate, select, remember."""
+    """The miss path: validate, select, remember under ``key_of(*args)`` with a matcher."""
     from . import discovery
 
     discovery.load_plugins()
@@ -144,15 +166,61 @@ def _resolve(
     op.validate(args)
     if type(args[anchor_index(op)]) not in _PLAIN_TENSOR_TYPES:
         # FakeTensor, FunctionalTensor, DTensor...: the native semantics is plain torch and
-        # runs on all of them; vendor kernels would not.
-        fn = op.impls[NATIVE].fn
-    else:
-        fn = op.impls[select(op, args).provider].fn
-    if key is not None:
+        # runs on all of them; vendor kernels would not. Tracing is not a hot path: no caching.
+        return op.impls[NATIVE].fn
+    fn = op.impls[select(op, args).provider].fn
+    matches = _matcher([args[i] for i, p in enumerate(op.params) if p.is_tensor])
+    try:
+        key = key_of(*args)
+        kept = cache.get(key, ())[-(ENTRIES_PER_KEY - 1) :]
+    except Exception:  # an argument that cannot be part of a key: decide again next time
+        return fn
+    if matches is not None:
         if len(cache) >= CACHE_LIMIT:
             cache.clear()
-        cache[key] = fn
+        cache[key] = (*kept, (matches, fn))
     return fn
+
+
+def _matcher(tensors: list[torch.Tensor | None]) -> Callable[..., bool] | None:
+    """A check that tensors passed later have the metadata these have; None if unreadable.
+
+    It takes every tensor parameter in order; the key already fixes which optional ones are
+    None, so only the others are compared.
+    """
+    present = [t for t in tensors if t is not None]
+    check: Callable[..., bool] | None = None
+    if _TensorGuards is not None:
+        try:
+            check = _TensorGuards(
+                *present,
+                dynamic_dims_sizes=[list(t.shape) for t in present],
+                dynamic_dims_strides=[list(t.stride()) for t in present],
+            ).check
+        except Exception:  # a layout it refuses (sparse, nested...): compare in Python
+            check = None
+    if check is None:
+        try:
+            expected = [_layout(t) for t in present]
+        except Exception:  # no strides to read (sparse): nothing to remember the call by
+            return None
+
+        def check(*given: torch.Tensor) -> bool:
+            try:
+                return [_layout(t) for t in given] == expected
+            except Exception:  # not a tensor: not a match
+                return False
+
+    if len(present) == len(tensors):
+        return check
+    keep = [i for i, t in enumerate(tensors) if t is not None]
+    guard = check
+    return lambda *given: guard(*[given[i] for i in keep])
+
+
+def _layout(t: torch.Tensor) -> tuple[Any, ...]:
+    """What ``TensorGuards`` compares, read in Python (its dispatch keys: type and device)."""
+    return (type(t), t.device, t.dtype, t.shape, t.stride(), t.requires_grad)
 
 
 def make_dispatcher(op: Op) -> Callable[..., Any]:
@@ -168,32 +236,24 @@ def make_dispatcher(op: Op) -> Callable[..., Any]:
     What Dynamo traces reads ``ir_core.compile.guard.priority_key``, so a compiled graph is
     guarded on the priority it was lowered under and recompiles when it changes.
     """
-    names = [p.name for p in op.params]
-    anchor = op.params[anchor_index(op)].name
-    key_parts = ["scope()", f"type({anchor})", f"{anchor}.device"]
+    call = ", ".join(p.name for p in op.params)
+    tensors = ", ".join(p.name for p in op.params if p.is_tensor)
+    key_parts = ["scope()", f"{op.params[anchor_index(op)].name}.shape"]
     for p in op.params:
-        # strides only when not contiguous: a contiguous layout is implied by the shape, and
-        # is_contiguous() is cheaper than building and hashing a stride tuple
-        attrs = [
-            f"{p.name}.dtype",
-            f"{p.name}.shape",
-            f"True if {p.name}.is_contiguous() else {p.name}.stride()",
-        ]
         if p.is_tensor and p.optional:
-            key_parts += [f"None if {p.name} is None else ({a})" for a in attrs]
-        elif p.is_tensor:
-            key_parts += attrs
-        else:
+            key_parts.append(f"{p.name} is None")
+        elif not p.is_tensor:
             key_parts.append(p.name)
-    call = ", ".join(names)
+    key = f"({', '.join(key_parts)},)"
     lookup = f"""
     try:
-        fn = cache[(key := ({", ".join(key_parts)},))]
-    except KeyError:
-        fn = resolve(op, cache, key, ({call},))
-    except Exception:
-        fn = resolve(op, cache, None, ({call},))
-    return fn({call})
+        entries = cache[{key}]
+    except Exception:  # a miss, or an argument that cannot be part of a key
+        entries = ()
+    for matches, fn in entries:
+        if matches({tensors}):
+            return fn({call})
+    return resolve(op, cache, key_of, ({call},))({call})
 """
     source = f"""
 def guarded({call}):
@@ -210,8 +270,11 @@ def traced({call}):
     if not compile_guard.priority_key:  # makes Dynamo guard on the priority: see the module
         raise RuntimeError("ir_core: no priority key")
     return op.torch_op({call})
+
+def key_of({call}):
+    return {key}
 """
-    cache: dict[Any, Callable[..., Any]] = {}
+    cache: dict[Any, tuple[Entry, ...]] = {}
     _caches.append(cache)
     namespace: dict[str, Any] = {
         "is_compiling": is_compiling,

@@ -81,11 +81,10 @@ def register_impls(registry: Registry) -> None:
     - ``supports_args``: an optional predicate with the op's parameters returning a plain
       ``bool``. It may read dtypes, devices, shapes, strides and non-tensor arguments, never
       tensor values; it must accept FakeTensors and symbolic shapes. Its answer is cached per
-      dispatch key (the type and device of the first tensor; the dtype, shape and layout of
-      every tensor, i.e. contiguous or else its strides; every other argument), so it is
-      evaluated once per distinct key and must not depend on anything else: not on the storage
-      offset or data-pointer alignment (a kernel that needs aligned rows checks that when it
-      runs, and copies or falls back there).
+      dispatch key (the type, device, dtype, shape, strides and requires_grad of every tensor;
+      every other argument), so it is evaluated once per distinct key and must not depend on
+      anything else: not on the storage offset or data-pointer alignment (a kernel that needs
+      aligned rows checks that when it runs, and copies or falls back there).
     - ``available``: a bool, or a zero-argument callable returning ``(bool, reason)``, evaluated
       once, lazily, the first time the provider is considered. Import vendor libraries there,
       not at plugin import, so that a missing or broken library makes the provider
