@@ -9,13 +9,19 @@ last decline the arguments (their ``supports_args`` returns False):
   dispatched call and the direct call is the dispatcher alone, free of the kernel's noise;
 - ``native``: the real native rms_norm on a (1, 4096) bf16 input, for scale.
 
+Two call patterns: ``1 shape`` repeats one call; ``3 shapes`` cycles through the norms of a
+Qwen3-style layer (hidden states (8, 4096) with a 4096 weight, q heads (256, 128) and k heads
+(64, 128) with 128 weights), the case where a dispatcher remembering only its last decision
+would thrash. Figures are per call.
+
 Also timed: the same call through ``torch.ops.ir_core.rms_norm`` (the torch custom op). Timings
 are medians over interleaved runs of CPU thread time (other processes on this small, shared
 machine do not count against a run); ratios come from one run.
 
-Everything is measured twice: with the dispatcher's guarded body (``is_compiling()`` checked on
-every call, the state before Dynamo is imported) and with its fast body (after Dynamo is
-imported, tracing is handed to a Dynamo polyfill and the check disappears).
+Bodies: ``guarded`` checks ``is_compiling()`` on every call (the state before Dynamo is
+imported); ``fast`` is the body after Dynamo is imported (tracing handed to a Dynamo polyfill).
+Matchers: ``C++`` is torch's ``TensorGuards`` checking every tensor's metadata at once;
+``python`` is the comparison the dispatcher falls back to where a torch lacks it.
 """
 
 from __future__ import annotations
@@ -79,54 +85,92 @@ def _median_ns(fns: dict[str, Callable[[], Any]], repeats: int, number: int) -> 
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
+def _qwen3_layer_norms(dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, weight) of the three rms_norm shapes one Qwen3-8B layer calls, 8 tokens."""
+    return [
+        (torch.randn(8, 4096, dtype=dtype), torch.randn(4096, dtype=dtype)),
+        (torch.randn(8 * 32, 128, dtype=dtype), torch.randn(128, dtype=dtype)),
+        (torch.randn(8 * 8, 128, dtype=dtype), torch.randn(128, dtype=dtype)),
+    ]
+
+
+def _cycle(fn: Callable[..., Any], calls: list[tuple[torch.Tensor, torch.Tensor]], eps: float):
+    if len(calls) == 1:
+        ((x, w),) = calls
+        return lambda: fn(x, w, eps)
+    (x0, w0), (x1, w1), (x2, w2) = calls
+    return lambda: (fn(x0, w0, eps), fn(x1, w1, eps), fn(x2, w2, eps))
+
+
 def run(repeats: int, number: int) -> list[dict[str, Any]]:
-    x = torch.randn(1, 4096, dtype=torch.bfloat16)
-    w = torch.randn(4096, dtype=torch.bfloat16)
-    eps = 1e-6
+    dtype, eps = torch.bfloat16, 1e-6
+    patterns = {
+        "1 shape": [(torch.randn(1, 4096, dtype=dtype), torch.randn(4096, dtype=dtype))],
+        "3 shapes": _qwen3_layer_norms(dtype),
+    }
     decliners = [f"bench_decline_{i}" for i in range(5)]
     ir_core.register_plugin(_declining_plugin(decliners), name="bench_decliners")
-    pass_through = _pass_through_plugin(torch.empty_like(x))
+    pass_through = _pass_through_plugin(torch.empty(1, 4096, dtype=dtype))
     ir_core.register_plugin(pass_through, name="bench_pass_through")
     native = ir_core.get_op(OP).native
     dispatch, torch_op = ir_core.ops.rms_norm, torch.ops.ir_core.rms_norm
+    guards = ir_core.dispatch._TensorGuards
 
+    configs = [  # (body, matcher, kernel, pattern)
+        *[
+            ("guarded", "C++", k, p)
+            for k, p in (("pass-through", "1 shape"), ("native", "1 shape"))
+        ],
+        *[("fast", "C++", "pass-through", p) for p in patterns],
+        ("fast", "C++", "native", "1 shape"),
+        *[("fast", "python", "pass-through", p) for p in patterns],
+    ]
     rows = []
-    for body in ("guarded", "fast"):
-        if body == "fast":
+    for body, matcher, kernel, pattern in configs:
+        if body == "fast" and "torch._dynamo" not in sys.modules:
             importlib.import_module("torch._dynamo")  # what an engine that compiles has loaded
 
             ir_core.ops.rms_norm(torch.randn(2, 8), None, eps)  # a miss enables the fast body
             assert "is_compiling" not in dispatch.__code__.co_names
-        for kernel, target in (("pass-through", "bench_pass_through"), ("native", "native")):
-            direct = pass_through.fn if kernel == "pass-through" else native
-            for n_providers in (1, 3, 6):
-                order = [*decliners[: n_providers - 1], target]
-                with ir_core.set_priority({OP: order}):
+        ir_core.dispatch._TensorGuards = guards if matcher == "C++" else None
+        ir_core.dispatch._clear_caches()
+        calls = patterns[pattern]
+        target = "bench_pass_through" if kernel == "pass-through" else "native"
+        direct = pass_through.fn if kernel == "pass-through" else native
+        for n_providers in (1, 3, 6):
+            order = [*decliners[: n_providers - 1], target]
+            with ir_core.set_priority({OP: order}):
+                for x, w in calls:
                     chosen = ir_core.explain(OP, x, w, eps).provider
                     assert chosen == target, chosen
-                    times = _median_ns(
-                        {
-                            "direct": lambda direct=direct: direct(x, w, eps),
-                            "ir_core.ops": lambda: dispatch(x, w, eps),
-                            "torch.ops": lambda: torch_op(x, w, eps),
-                        },
-                        repeats,
-                        number if kernel == "pass-through" else max(number // 20, 200),
-                    )
-                rows.append(
+                times = _median_ns(
                     {
-                        "body": body,
-                        "kernel": kernel,
-                        "providers": n_providers,
-                        "declining": n_providers - 1,
-                        "direct_us": times["direct"] / 1e3,
-                        "ops_us": times["ir_core.ops"] / 1e3,
-                        "torch_ops_us": times["torch.ops"] / 1e3,
-                        "ops_overhead_us": (times["ir_core.ops"] - times["direct"]) / 1e3,
-                        "torch_ops_overhead_us": (times["torch.ops"] - times["direct"]) / 1e3,
-                        "ops_ratio": times["ir_core.ops"] / times["direct"],
-                    }
+                        "direct": _cycle(direct, calls, eps),
+                        "ir_core.ops": _cycle(dispatch, calls, eps),
+                        "torch.ops": _cycle(torch_op, calls, eps),
+                    },
+                    repeats,
+                    number if kernel == "pass-through" else max(number // 20, 200),
                 )
+            per_call = {k: v / len(calls) / 1e3 for k, v in times.items()}
+            rows.append(
+                {
+                    "body": body,
+                    "matcher": matcher,
+                    "kernel": kernel,
+                    "pattern": pattern,
+                    "providers": n_providers,
+                    "declining": n_providers - 1,
+                    "direct_us": per_call["direct"],
+                    "ops_us": per_call["ir_core.ops"],
+                    "torch_ops_us": per_call["torch.ops"],
+                    "ops_overhead_us": per_call["ir_core.ops"] - per_call["direct"],
+                    "torch_ops_overhead_us": per_call["torch.ops"] - per_call["direct"],
+                    "ops_ratio": per_call["ir_core.ops"] / per_call["direct"],
+                }
+            )
+    ir_core.dispatch._TensorGuards = guards
+    ir_core.dispatch._clear_caches()
     return rows
 
 
@@ -146,13 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         f"medians of {args.repeats} interleaved runs"
     )
     header = (
-        f"{'body':<9}{'kernel':<13}{'providers':>10}{'direct µs':>11}{'ops µs':>9}"
-        f"{'overhead µs':>13}{'ratio':>8}{'torch.ops µs':>14}{'overhead µs':>13}"
+        f"{'body':<9}{'matcher':<9}{'kernel':<14}{'calls':<10}{'providers':>9}{'direct µs':>11}"
+        f"{'ops µs':>9}{'overhead µs':>13}{'ratio':>8}{'torch.ops µs':>14}{'overhead µs':>13}"
     )
     print(header)
     for r in rows:
         print(
-            f"{r['body']:<9}{r['kernel']:<13}{r['providers']:>10}{r['direct_us']:>11.3f}{r['ops_us']:>9.3f}"
+            f"{r['body']:<9}{r['matcher']:<9}{r['kernel']:<14}{r['pattern']:<10}"
+            f"{r['providers']:>9}{r['direct_us']:>11.3f}{r['ops_us']:>9.3f}"
             f"{r['ops_overhead_us']:>13.3f}{r['ops_ratio']:>8.2f}{r['torch_ops_us']:>14.3f}"
             f"{r['torch_ops_overhead_us']:>13.3f}"
         )
