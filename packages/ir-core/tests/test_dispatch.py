@@ -187,6 +187,8 @@ def test_bad_arguments_are_refused_after_a_cached_call(matcher):
         ir_core.ops.rms_norm(X, torch.randn(8), 1e-6)
     with pytest.raises(TypeError, match="'x'"):
         ir_core.ops.rms_norm(X.tolist(), W, 1e-6)
+    with pytest.raises(TypeError, match="'weight'"):  # X's key, but no tensor to match
+        ir_core.ops.rms_norm(X, W.tolist(), 1e-6)
 
 
 def test_priority_change_invalidates_the_cache(providers):

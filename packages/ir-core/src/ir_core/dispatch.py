@@ -183,43 +183,52 @@ def _resolve(
 
 
 def _matcher(tensors: list[torch.Tensor | None]) -> Callable[..., bool] | None:
-    """A check that tensors passed later have the metadata these have; None if unreadable.
+    """A check that the tensors of a later call have the metadata these have; None if their
+    metadata cannot be read (sparse layouts: such calls are decided every time).
 
     It takes every tensor parameter in order; the key already fixes which optional ones are
     None, so only the others are compared.
     """
     present = [t for t in tensors if t is not None]
-    check: Callable[..., bool] | None = None
-    if _TensorGuards is not None:
-        try:
-            check = _TensorGuards(
-                *present,
-                dynamic_dims_sizes=[list(t.shape) for t in present],
-                dynamic_dims_strides=[list(t.stride()) for t in present],
-            ).check
-        except Exception:  # a layout it refuses (sparse, nested...): compare in Python
-            check = None
-    if check is None:
-        try:
-            expected = [_layout(t) for t in present]
-        except Exception:  # no strides to read (sparse): nothing to remember the call by
-            return None
-
-        def check(*given: torch.Tensor) -> bool:
-            try:
-                return [_layout(t) for t in given] == expected
-            except Exception:  # not a tensor: not a match
-                return False
-
-    if len(present) == len(tensors):
+    check = _cpp_check(present) or _python_check(present)
+    if check is None or len(present) == len(tensors):
         return check
     keep = [i for i, t in enumerate(tensors) if t is not None]
-    guard = check
-    return lambda *given: guard(*[given[i] for i in keep])
+    return lambda *given: check(*[given[i] for i in keep])
+
+
+def _cpp_check(tensors: list[torch.Tensor]) -> Callable[..., bool] | None:
+    """torch's C++ check of type, dispatch keys (device; inference mode), dtype, shape,
+    strides and requires_grad; it returns False for anything that is not a tensor."""
+    if _TensorGuards is None:
+        return None
+    try:
+        return _TensorGuards(
+            *tensors,
+            dynamic_dims_sizes=[list(t.shape) for t in tensors],
+            dynamic_dims_strides=[list(t.stride()) for t in tensors],
+        ).check
+    except Exception:  # a layout it refuses (sparse, nested...)
+        return None
+
+
+def _python_check(tensors: list[torch.Tensor]) -> Callable[..., bool] | None:
+    """The same comparison in Python: about a microsecond slower for two tensors."""
+    try:
+        expected = [_layout(t) for t in tensors]
+    except Exception:  # no strides to read
+        return None
+
+    def check(*given: torch.Tensor) -> bool:
+        try:
+            return [_layout(t) for t in given] == expected
+        except Exception:  # not a tensor: not a match
+            return False
+
+    return check
 
 
 def _layout(t: torch.Tensor) -> tuple[Any, ...]:
-    """What ``TensorGuards`` compares, read in Python (its dispatch keys: type and device)."""
     return (type(t), t.device, t.dtype, t.shape, t.stride(), t.requires_grad)
 
 
