@@ -134,6 +134,19 @@ def picky(plugin):
     return made
 
 
+def test_this_torch_checks_metadata_in_cpp():
+    """The hot path's speed rests on torch's TensorGuards; a torch that changed it would fall
+    back to the Python comparison silently, so say so here."""
+    check = dispatch._cpp_check([X, W])
+    assert check is not None
+    assert check(X, W) and check(X.clone(), W.clone())
+    assert not check(X.t().contiguous().t(), W)  # strides
+    assert not check(X, W.double())  # dtype
+    assert not check(X, W[None])  # shape
+    assert not check(X, W.clone().requires_grad_())
+    assert not check(X, 1.0)
+
+
 def test_a_remembered_decision_follows_every_tensors_metadata(picky, matcher):
     """Calls that share x's shape and every scalar differ in what the key leaves out: the
     weight's dtype or absence, x's strides, the device. Each gets its own decision, and each
