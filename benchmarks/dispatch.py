@@ -14,6 +14,11 @@ Qwen3-style layer (hidden states (8, 4096) with a 4096 weight, q heads (256, 128
 (64, 128) with 128 weights), the case where a dispatcher remembering only its last decision
 would thrash. Figures are per call.
 
+``control`` (native rows): the direct call after as much unrelated pure-Python work as the
+dispatcher's pass-through overhead in the same body. Any Python work between two calls of a
+small CPU kernel slows the kernel itself by a multiple of that work's own time on this machine,
+so the native rows' overhead is read against this column, not against zero.
+
 Also timed: the same call through ``torch.ops.ir_core.rms_norm`` (the torch custom op). Timings
 are medians over interleaved runs of CPU thread time (other processes on this small, shared
 machine do not count against a run); ratios come from one run.
@@ -102,6 +107,22 @@ def _cycle(fn: Callable[..., Any], calls: list[tuple[torch.Tensor, torch.Tensor]
     return lambda: (fn(x0, w0, eps), fn(x1, w1, eps), fn(x2, w2, eps))
 
 
+def _busy_then(direct: Callable[..., Any], ns: float) -> Callable[..., Any]:
+    """``direct`` after about ``ns`` of unrelated pure-Python work: the control for the native
+    rows. On this machine any Python work between two calls of a small CPU kernel slows the
+    kernel itself by a multiple of that work's own time, so the native rows' overhead is to be
+    read against this one, not against zero."""
+    per_iteration = timeit.timeit("for _ in r: pass", globals={"r": range(1000)}, number=2000)
+    iterations = range(max(1, round(ns / (per_iteration / 2000 / 1000 * 1e9))))
+
+    def call(x: torch.Tensor, w: torch.Tensor, eps: float) -> Any:
+        for _ in iterations:
+            pass
+        return direct(x, w, eps)
+
+    return call
+
+
 def run(repeats: int, number: int) -> list[dict[str, Any]]:
     dtype, eps = torch.bfloat16, 1e-6
     patterns = {
@@ -126,6 +147,7 @@ def run(repeats: int, number: int) -> list[dict[str, Any]]:
         *[("fast", "python", "pass-through", p) for p in patterns],
     ]
     rows = []
+    pass_through_overhead_ns: dict[tuple[str, int], float] = {}
     for body, matcher, kernel, pattern in configs:
         if body == "fast" and "torch._dynamo" not in sys.modules:
             importlib.import_module("torch._dynamo")  # what an engine that compiles has loaded
@@ -143,16 +165,22 @@ def run(repeats: int, number: int) -> list[dict[str, Any]]:
                 for x, w in calls:
                     chosen = ir_core.explain(OP, x, w, eps).provider
                     assert chosen == target, chosen
+                variants = {
+                    "direct": _cycle(direct, calls, eps),
+                    "ir_core.ops": _cycle(dispatch, calls, eps),
+                    "torch.ops": _cycle(torch_op, calls, eps),
+                }
+                control_ns = pass_through_overhead_ns.get((body, n_providers))
+                if kernel == "native" and control_ns is not None:
+                    variants["control"] = _cycle(_busy_then(direct, control_ns), calls, eps)
                 times = _median_ns(
-                    {
-                        "direct": _cycle(direct, calls, eps),
-                        "ir_core.ops": _cycle(dispatch, calls, eps),
-                        "torch.ops": _cycle(torch_op, calls, eps),
-                    },
+                    variants,
                     repeats,
                     number if kernel == "pass-through" else max(number // 20, 200),
                 )
             per_call = {k: v / len(calls) / 1e3 for k, v in times.items()}
+            if kernel == "pass-through" and pattern == "1 shape" and matcher == "C++":
+                pass_through_overhead_ns[body, n_providers] = times["ir_core.ops"] - times["direct"]
             rows.append(
                 {
                     "body": body,
@@ -167,6 +195,9 @@ def run(repeats: int, number: int) -> list[dict[str, Any]]:
                     "ops_overhead_us": per_call["ir_core.ops"] - per_call["direct"],
                     "torch_ops_overhead_us": per_call["torch.ops"] - per_call["direct"],
                     "ops_ratio": per_call["ir_core.ops"] / per_call["direct"],
+                    "control_overhead_us": (
+                        per_call["control"] - per_call["direct"] if "control" in per_call else None
+                    ),
                 }
             )
     ir_core.dispatch._TensorGuards = guards
@@ -191,15 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"{'body':<9}{'matcher':<9}{'kernel':<14}{'calls':<10}{'providers':>9}{'direct µs':>11}"
-        f"{'ops µs':>9}{'overhead µs':>13}{'ratio':>8}{'torch.ops µs':>14}{'overhead µs':>13}"
+        f"{'ops µs':>9}{'overhead µs':>13}{'ratio':>8}{'control µs':>12}"
+        f"{'torch.ops µs':>14}{'overhead µs':>13}"
     )
     print(header)
     for r in rows:
+        control = "" if r["control_overhead_us"] is None else f"{r['control_overhead_us']:.3f}"
         print(
             f"{r['body']:<9}{r['matcher']:<9}{r['kernel']:<14}{r['pattern']:<10}"
             f"{r['providers']:>9}{r['direct_us']:>11.3f}{r['ops_us']:>9.3f}"
-            f"{r['ops_overhead_us']:>13.3f}{r['ops_ratio']:>8.2f}{r['torch_ops_us']:>14.3f}"
-            f"{r['torch_ops_overhead_us']:>13.3f}"
+            f"{r['ops_overhead_us']:>13.3f}{r['ops_ratio']:>8.2f}{control:>12}"
+            f"{r['torch_ops_us']:>14.3f}{r['torch_ops_overhead_us']:>13.3f}"
         )
     return 0
 
