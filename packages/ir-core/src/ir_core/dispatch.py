@@ -169,16 +169,17 @@ def _resolve(
         # runs on all of them; vendor kernels would not. Tracing is not a hot path: no caching.
         return op.impls[NATIVE].fn
     fn = op.impls[select(op, args).provider].fn
-    matches = _matcher([args[i] for i, p in enumerate(op.params) if p.is_tensor])
     try:
         key = key_of(*args)
         kept = cache.get(key, ())[-(ENTRIES_PER_KEY - 1) :]
     except Exception:  # an argument that cannot be part of a key: decide again next time
         return fn
-    if matches is not None:
-        if len(cache) >= CACHE_LIMIT:
-            cache.clear()
-        cache[key] = (*kept, (matches, fn))
+    matches = _matcher([args[i] for i, p in enumerate(op.params) if p.is_tensor])
+    if matches is None:
+        return fn
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    cache[key] = (*kept, (matches, fn))
     return fn
 
 
