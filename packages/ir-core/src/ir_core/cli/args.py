@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+import ir_core
 from ir_core.platform import DTYPE_NAMES
 from ir_core.progress import Progress
 
@@ -15,6 +16,15 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 class UsageError(Exception):
     """Bad command-line input detected after argparse (exit code 2)."""
+
+
+def parse_op(name: str) -> ir_core.Op:
+    """The op called ``name``, plugins loaded (their fused ops count); unknown: a usage error."""
+    ir_core.load_plugins()
+    try:
+        return ir_core.get_op(name)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
 
 
 def parse_shape(text: str) -> tuple[int, int]:

@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 
-import ir_core
 from ir_core.bench import bench_op, default_shape, table_rows, untimed_lines
 from ir_core.platform import current_platform, device_usable, dtype_name, platform_device
 
@@ -17,6 +16,7 @@ from .args import (
     UsageError,
     parse_device,
     parse_dtype,
+    parse_op,
     parse_shape,
     progress,
 )
@@ -42,11 +42,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ir_core.load_plugins()
-    try:
-        op = ir_core.get_op(args.op)
-    except KeyError as exc:
-        raise UsageError(exc.args[0]) from None
+    op = parse_op(args.op)
     dtype = parse_dtype(args.dtype)
     if args.device:
         device = parse_device(args.device)

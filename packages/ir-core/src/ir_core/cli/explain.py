@@ -8,7 +8,7 @@ from typing import Any
 import ir_core
 from ir_core.platform import device_usable, dtype_name
 
-from .args import EXIT_OK, UsageError, parse_device, parse_dtype, parse_shape
+from .args import EXIT_OK, parse_device, parse_dtype, parse_op, parse_shape
 from .format import print_json
 
 
@@ -23,11 +23,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ir_core.load_plugins()
-    try:
-        op = ir_core.get_op(args.op)
-    except KeyError as exc:
-        raise UsageError(exc.args[0]) from None
+    op = parse_op(args.op)
     dtype = parse_dtype(args.dtype)
     n, h = parse_shape(args.shape)
     device = parse_device(args.device)
