@@ -220,7 +220,7 @@ def test_hf_statement_order_is_fused_exactly(trace, ops, model):
     assert dual_rms_norm_pass(gm) == 1
     assert "rms_norm" not in ops(gm)
     gm.graph.lint()
-    a, a_weight, b, b_weight, a_eps, b_eps = _fused_args(gm)
+    _, a_weight, _, b_weight, a_eps, b_eps = _fused_args(gm)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     assert (a_weight, b_weight, a_eps) == (placeholders[2], placeholders[3], 1e-6)
     assert b_eps == (1e-5 if model is mla_hf_stock else 1e-6)

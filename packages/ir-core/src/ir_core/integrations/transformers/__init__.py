@@ -15,7 +15,7 @@ guessed from its name; a class computing anything else is left alone and named i
 Numerics: ``ONCE``, ``GEMMA`` and ``UNWEIGHTED`` norms compute bitwise what the replaced
 module did (with the native impl). ``LLAMA`` norms round twice (the normalized input to the
 input's dtype, then the product); ir-core rounds once, so in bf16 each output element moves by
-at most one bf16 ulp (relative 2^-8, inside the op's bf16 rtol 1.6e-2), towards the exact value;
+at most one bf16 ulp (relative 2^-7, inside the op's bf16 rtol 1.6e-2), towards the exact value;
 in fp32 nothing changes.
 
 Nothing here imports ``transformers``: the models are plain ``nn.Module`` trees. The extra

@@ -63,30 +63,33 @@ def is_rms_norm(module: nn.Module) -> bool:
 def patch(model: nn.Module) -> PatchReport:
     """Replace each RMSNorm module of ``model`` whose computation is known by an IR one.
 
-    Walks the module tree; every module named like an RMSNorm is identified by what it computes
-    (:mod:`.forms`) and, when that is one of the known forms, replaced in its parent by an
-    :class:`~.norm.IRRMSNorm` sharing its weight. Classes are identified once per call.
-    Returns the report: what was replaced, with which form, and what was left alone and why.
-    A module already patched is skipped; :func:`unpatch` restores the originals.
+    Walks the module tree in ``named_modules`` order; every module named like an RMSNorm is
+    identified by what it computes (:mod:`.forms`) and, when that is one of the known forms,
+    replaced in its parent by an :class:`~.norm.IRRMSNorm` sharing its weight. Classes are
+    identified once per call. Returns the report: what was replaced, with which form, and
+    what was left alone and why. A module already patched is skipped; :func:`unpatch`
+    restores the originals.
     """
     report = PatchReport()
     verdicts: dict[type, Identified | str] = {}
-    for parent_path, parent in list(model.named_modules()):
-        for name, child in list(parent.named_children()):
-            if not is_rms_norm(child):
-                continue
-            path = f"{parent_path}.{name}" if parent_path else name
-            kind = type(child)
-            if kind not in verdicts:
-                verdicts[kind] = identify(child)
-            verdict = verdicts[kind]
-            if isinstance(verdict, Identified):
-                epsilon = epsilon_of(child)  # the class's form, this instance's epsilon
-                assert isinstance(epsilon, float)  # identify() found it on the first instance
-                setattr(parent, name, IRRMSNorm(child, verdict.form, epsilon))
-                report.patched.append(Patched(path, kind.__name__, verdict.form, epsilon))
-            else:
-                report.left_alone.append(LeftAlone(path, kind.__name__, verdict))
+    replacements: dict[int, IRRMSNorm] = {}  # a module shared under two names, replaced once
+    for path, child in list(model.named_modules(remove_duplicate=False)):
+        if not is_rms_norm(child):
+            continue
+        kind = type(child)
+        if kind not in verdicts:
+            verdicts[kind] = identify(child)
+        verdict = verdicts[kind]
+        if not isinstance(verdict, Identified):
+            report.left_alone.append(LeftAlone(path, kind.__name__, verdict))
+            continue
+        epsilon = epsilon_of(child)  # the class's form, this instance's epsilon
+        assert isinstance(epsilon, float)  # identify() read it from the class's first instance
+        if id(child) not in replacements:
+            replacements[id(child)] = IRRMSNorm(child, verdict.form, epsilon)
+        parent, _, name = path.rpartition(".")
+        setattr(model.get_submodule(parent), name, replacements[id(child)])
+        report.patched.append(Patched(path, kind.__name__, verdict.form, epsilon))
     return report
 
 
