@@ -1,28 +1,62 @@
-"""Two ``rms_norm`` of pieces of one tensor  ⇒  ``dual_rms_norm`` (one launch for both).
+"""Two independent ``rms_norm``  ⇒  ``dual_rms_norm`` (one launch for both).
 
-MLA (DeepSeek-V2/V3, Kimi-K2) projects the hidden state once and splits the result into the q
-latent and the kv latent (and the rope part ``k_pe``), then normalizes both latents::
+``dual_rms_norm`` is two RMSNorms in one launch; nothing ties its two inputs together. MLA
+(DeepSeek-V2/V3, Kimi-K2) normalizes its q and kv latents, Qwen3 and Gemma3 their per-head
+queries and keys: two norms per layer that neither feeds the other.
 
-    q_c, kv_lora = proj.split([q_dim, kv_dim], -1)        # or one split into three
-    kv_c, k_pe = kv_lora.split([kv_c_dim, k_pe_dim], -1)   # or slices
-    q = rms_norm(q_c, q_w, eps_q); kv = rms_norm(kv_c, kv_w, eps_kv)
+Which pairs the pass takes
+--------------------------
+A norm is a *candidate* when its weight is a 1-D tensor as wide as its input's last dimension,
+``weight_bias`` is 0 and ``variance_size`` is None or that width (what ``dual_rms_norm``
+computes). Two candidates are *independent* when neither depends on the other, directly or
+through pairs fused before them. Every norm is paired at most once, in two rounds:
 
-No split size is written in the pattern: each norm's input is traced back through
-``split_with_sizes`` / ``split`` / ``slice`` (and ``getitem``) to the tensor it is a piece of
-along the last dimension, and the piece's width must equal its norm's weight length. So any
-model's latent sizes match, nested splits and one split into three alike, and a piece whose
-width does not fit its weight is left alone.
+1. **MLA pairs**: candidates whose inputs are pieces (split / slice pieces along the last
+   dimension, nested or not) of one tensor, two by two in graph order. That is vLLM's merged
+   ``fused_qkv_a_proj`` layout; the pieces are traced back to their tensor without reading any
+   split size from the pattern, so every model's latent sizes match.
+2. **Any other independent pair**: each remaining candidate, in graph order, with the first
+   later independent candidate. On HF's DeepSeek-V3 (``q_a_proj`` and ``kv_a_proj_with_mqa``
+   are two Linears) that is the q/kv latent pair; on Qwen3 and Llama-like models with q/k norms,
+   each layer's ``q_norm`` and ``k_norm``.
+
+The fused node needs all four inputs before it and every user of both norms after it. When the
+graph already allows that, it goes before the first user. Otherwise the pass makes room, and
+declines when it cannot:
+
+- **hoist**: if every node between the first user and the late input that the input needs is a
+  pure view (``split``, ``getitem``, ``view``/``reshape``, ``slice``, ``permute``...), those
+  views move up before the first user (HF's statement order on the merged layout: the kv split
+  is written after ``q_b_proj`` consumed the q norm);
+- **sink**: else the fused node goes right after the late input, and the nodes in between that
+  consume either norm move down behind it, in their order (HF's stock layout: ``q_b_proj``
+  runs before ``kv_a_proj_with_mqa``).
+
+Either way, the pass declines when any node between the first user and the late input has
+side effects, mutates an argument or draws random numbers: moving nodes across such a node
+could change what it, or they, see.
+
+Why it is never slower
+----------------------
+The fused op reads and writes exactly the bytes of the two norms and does their arithmetic;
+where a provider has a one-launch kernel (Triton's, AITER's ``fused_qk_rmsnorm``) it saves one
+launch per pair, and where none is chosen the ``native`` lowering inlines the two norms back
+into the graph, as before. The rewrite adds no compute: it only moves nodes (views, which cost
+nothing, or consumers of the norms, which run once either way, later) and adds ``getitem``\\s.
+No collective, mutation or random op is reordered. What the pass cannot know is whether the
+dual op's chosen kernel is as fast per byte as the single norm's: that is its priority list's
+job (a dual kernel is only worth listing if it is).
 
 Exact: ``dual_rms_norm`` is defined as the two norms (each in fp32, rounded once to its input's
-dtype), so the rewritten graph computes bitwise the same values. It has no ``weight_bias`` or
-``variance_size`` and needs both weights, so norms with ``weight_bias != 0``, a partial
-``variance_size`` or no weight are not paired. Epsilons may differ.
+dtype), so the rewritten graph computes bitwise the same values. Epsilons may differ. Norms with
+``weight_bias != 0`` (Gemma's ``1 + weight``), a partial ``variance_size`` or no weight are not
+paired: the op has no per-side ``weight_bias``, and the kernels implementing it have none either.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Container, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import torch
@@ -31,7 +65,7 @@ from torch import fx
 import ir_core
 
 from ..pattern import Call, Capture, Literal, Match, arguments, same_shape, value_of
-from ..rewrite import FusionPass, Replacement, Rule
+from ..rewrite import FusionPass, NodeOrder, Replacement, Rule, apply_replacement
 
 NAME = "dual_rms_norm"
 ORDER = 20
@@ -142,24 +176,29 @@ def piece_of(node: Any) -> Piece | None:
     return Piece(source, dim, start, stop)
 
 
-def _norm_of_piece(node: fx.Node) -> tuple[Match, Piece] | None:
+def candidate(node: fx.Node) -> Match | None:
+    """``node``'s match if it is a norm ``dual_rms_norm`` can compute, else None.
+
+    Its weight is a 1-D tensor as wide as the input's last dimension, and the variance is
+    taken over all of it (``dual_rms_norm`` has no ``variance_size``).
+    """
     match = PATTERN(node)
     if match is None:
         return None
-    piece = piece_of(match["x"])
-    return (match, piece) if piece is not None else None
+    x, weight = value_of(match["x"]), value_of(match["weight"])
+    if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor) or x.dim() < 1:
+        return None
+    width = x.shape[-1]
+    if not same_shape(weight, (width,)):
+        return None
+    if match["variance_size"] is not None and not same_shape((match["variance_size"],), (width,)):
+        return None
+    return match
 
 
 def check(match: Match) -> bool:
-    """Both norms have a 1-D weight as wide as their piece, and use all of it for the variance."""
-    for side in ("a", "b"):
-        width = match[f"{side}_width"]
-        weight = value_of(match[f"{side}_weight"])
-        if not isinstance(weight, torch.Tensor) or not same_shape(weight, (width,)):
-            return False
-        if match[f"{side}_variance_size"] not in (None, width):
-            return False
-    return True
+    """Both halves are still candidates (the match was made from the current graph)."""
+    return all(candidate(node) is not None for node in match.nodes)
 
 
 def replace(match: Match) -> Replacement:
@@ -179,40 +218,193 @@ def replace(match: Match) -> Replacement:
     )
 
 
-_RULE = Rule(PATTERN, check, replace, name="split -> rms_norm, rms_norm")
+_RULE = Rule(PATTERN, check, replace, name="rms_norm, rms_norm (independent)")
 
 
-class DualRmsNormPass(FusionPass):
-    """Pairs norms whose inputs are pieces of the same tensor, in graph order."""
-
-    def find(self, graph: fx.Graph, gone: Container[fx.Node]) -> Iterator[tuple[Rule, Match]]:
-        by_root: dict[fx.Node, list[tuple[Match, Piece]]] = {}
-        for node in graph.nodes:
-            found = _norm_of_piece(node) if node.op == "call_function" else None
-            if found is not None:
-                by_root.setdefault(found[1].root, []).append(found)
-        for candidates in by_root.values():
-            for (a, a_piece), (b, b_piece) in zip(candidates[0::2], candidates[1::2]):
-                if a["norm"] in gone or b["norm"] in gone:
-                    continue
-                yield _RULE, _pair(a, a_piece, b, b_piece)
-
-
-def _pair(a: Match, a_piece: Piece, b: Match, b_piece: Piece) -> Match:
+def _pair(a: Match, b: Match) -> Match:
     pair = Match()
-    for side, match, piece in (("a", a, a_piece), ("b", b, b_piece)):
+    for side, match in (("a", a), ("b", b)):
         pair[side] = match["x"]
         pair[f"{side}_weight"] = match["weight"]
         pair[f"{side}_epsilon"] = match["epsilon"]
-        pair[f"{side}_variance_size"] = match["variance_size"]
-        pair[f"{side}_width"] = piece.stop - piece.start
         pair.nodes.append(match["norm"])
     return pair
+
+
+class Ancestry:
+    """Which candidate norms each candidate depends on, kept true as pairs are fused.
+
+    One bit per candidate; ``depends[n]`` has the bits of the candidates ``n`` reads, directly
+    or through any chain of nodes. Built in one walk of the graph. Fusing ``u`` and ``v`` makes
+    everything downstream of either depend on everything upstream of both (the fused node reads
+    both inputs), which :meth:`fuse` adds, so a later pair is tested against the graph as it is
+    then, never one that would close a cycle through an earlier fused node.
+    """
+
+    __slots__ = ("bit", "depends")
+
+    def __init__(self, graph: fx.Graph, norms: Iterable[fx.Node]) -> None:
+        self.bit = {node: 1 << i for i, node in enumerate(norms)}
+        self.depends: dict[fx.Node, int] = {}
+        reads: dict[fx.Node, int] = {}  # bits of the candidates at or above each node
+        for node in graph.nodes:
+            above = 0
+            for source in node.all_input_nodes:
+                above |= reads.get(source, 0)
+            if node in self.bit:
+                self.depends[node] = above
+                above |= self.bit[node]
+            if above:
+                reads[node] = above
+
+    def independent(self, a: fx.Node, b: fx.Node) -> bool:
+        return not (self.depends[a] & self.bit[b] or self.depends[b] & self.bit[a])
+
+    def fuse(self, a: fx.Node, b: fx.Node) -> None:
+        pair = self.bit[a] | self.bit[b]
+        upstream = self.depends[a] | self.depends[b] | pair
+        for node, depends in self.depends.items():
+            if depends & pair:
+                self.depends[node] = depends | upstream
+
+
+def _movable(node: fx.Node) -> bool:
+    """Pure and deterministic: moving it among its neighbours cannot change what it computes."""
+    if node.op != "call_function":
+        return node.op in ("placeholder", "get_attr")
+    if getattr(node.target, "__module__", None) == "_operator":
+        return True  # getitem, and arithmetic on sizes (SymInts) under dynamic shapes
+    schema = getattr(node.target, "_schema", None)
+    if schema is None or schema.is_mutable or node.is_impure():
+        return False
+    return torch.Tag.nondeterministic_seeded not in getattr(node.target, "tags", ())
+
+
+def _is_view(node: fx.Node) -> bool:
+    return node.op == "call_function" and (
+        node.target is operator.getitem or getattr(node.target, "is_view", False)
+    )
+
+
+def _make_room(graph: fx.Graph, order: NodeOrder, pair: Match) -> bool:
+    """Reorder ``graph`` so that the pair's inputs precede every user of both norms.
+
+    Returns False (graph unchanged) when neither hoisting views nor sinking the norms' users
+    can do it legally; see the module docstring.
+    """
+    norms = set(pair.nodes)
+    users = [u for n in pair.nodes for u in n.users if u not in norms]
+    inputs = [pair[k] for k in ("a", "a_weight", "b", "b_weight") if isinstance(pair[k], fx.Node)]
+    if not users:
+        return False
+    first_user = min(users, key=order.__getitem__)
+    last_input = max(inputs, key=order.__getitem__)
+    if order[last_input] < order[first_user]:
+        return True
+
+    span = [first_user]  # the nodes from the first user up to (without) the last input
+    while span[-1].next is not last_input:
+        span.append(span[-1].next)
+    if not all(_movable(n) for n in span):
+        return False
+
+    # hoist: what the inputs need from after the first user, if it is views only
+    bound = order[first_user]
+    late: set[fx.Node] = set()
+    stack = [n for n in inputs if order[n] > bound]
+    while stack:
+        node = stack.pop()
+        if node not in late:
+            late.add(node)
+            stack.extend(s for s in node.all_input_nodes if order[s] > bound)
+    if all(_is_view(n) for n in late):
+        _move(order, sorted(late, key=order.__getitem__), before=first_user)
+        return True
+
+    # sink: the consumers of either norm that run before the last input, behind it
+    downstream = set(pair.nodes)
+    moving = []
+    for node in span:
+        if any(s in downstream for s in node.all_input_nodes):
+            downstream.add(node)
+            moving.append(node)
+    if any(s in downstream for s in last_input.all_input_nodes):
+        return False  # a cycle: Ancestry rules such pairs out before they get here
+    _move(order, moving, after=last_input)
+    return True
+
+
+def _move(
+    order: NodeOrder,
+    nodes: list[fx.Node],
+    *,
+    before: fx.Node | None = None,
+    after: fx.Node | None = None,
+) -> None:
+    """Move ``nodes`` (in graph order) together, right before ``before`` or after ``after``."""
+    for node in nodes:
+        order.erased(node)
+        if before is not None:
+            before.prepend(node)
+        else:
+            after.append(node)
+            after = node
+        order.inserted(node)
+
+
+class DualRmsNormPass(FusionPass):
+    """Pairs independent norms (MLA pieces of one tensor first), making room where it must.
+
+    A match spans two anchors chosen with the whole graph in view, and may move nodes first,
+    so this pass overrides :meth:`rewrite` (not ``find``); its one rule is what it reports.
+    """
+
+    def rewrite(self, graph: fx.Graph) -> int:
+        order = NodeOrder(graph)
+        found = [(node, candidate(node)) for node in graph.nodes if node.op == "call_function"]
+        norms = {node: match for node, match in found if match is not None}
+        ancestry = Ancestry(graph, norms)
+        paired: set[fx.Node] = set()
+        count = 0
+        for a, b in self._pairs(list(norms), ancestry, paired):
+            pair = _pair(norms[a], norms[b])
+            if not check(pair) or not _make_room(graph, order, pair):
+                continue
+            replacement = replace(pair)
+            if apply_replacement(graph, replacement, pair.nodes, order) is None:
+                continue
+            ancestry.fuse(a, b)
+            paired.update((a, b))
+            count += 1
+        return count
+
+    def _pairs(
+        self, norms: list[fx.Node], ancestry: Ancestry, paired: set[fx.Node]
+    ) -> Iterator[tuple[fx.Node, fx.Node]]:
+        """Pairs to try, in preference order; reads ``paired`` and ``ancestry`` as they change."""
+
+        def free(a: fx.Node, b: fx.Node) -> bool:
+            return a not in paired and b not in paired and ancestry.independent(a, b)
+
+        by_root: dict[fx.Node, list[fx.Node]] = {}
+        for norm in norms:
+            piece = piece_of(arguments(norm)["x"])
+            if piece is not None:
+                by_root.setdefault(piece.root, []).append(norm)
+        for pieces in by_root.values():
+            for i, a in enumerate(pieces):
+                b = next((b for b in pieces[i + 1 :] if free(a, b)), None)
+                if b is not None:
+                    yield a, b
+        for i, a in enumerate(norms):
+            b = next((b for b in norms[i + 1 :] if free(a, b)), None)
+            if b is not None:
+                yield a, b
 
 
 dual_rms_norm_pass = DualRmsNormPass(
     NAME,
     [_RULE],
     order=ORDER,
-    description="split -> two rms_norm (MLA q/kv latents)  =>  dual_rms_norm",
+    description="two independent rms_norm (MLA latents, q/k norms)  =>  dual_rms_norm",
 )
