@@ -12,7 +12,15 @@ from typing import Any
 
 import ir_core
 
-from . import flashinfer_allreduce, flashinfer_norm, torch_fused_norm, triton_norm
+from . import (
+    flashinfer_allreduce,
+    flashinfer_norm,
+    torch_fused_norm,
+    triton_activation,
+    triton_gated_norm,
+    triton_norm,
+    triton_rotary,
+)
 
 # Default provider order on NVIDIA GPUs. PROVISIONAL: no GPU was available when this was
 # written, so it is reasoned from published numbers and the kernels' memory traffic, not
@@ -26,10 +34,14 @@ from . import flashinfer_allreduce, flashinfer_norm, torch_fused_norm, triton_no
 # - fused_add_rms_norm: Triton first. FlashInfer's kernel is in place, so keeping the op
 #   functional costs a copy of x and residual first: 8 row-passes of memory instead of 4.
 # - dual_rms_norm: only Triton does both norms in one launch.
+# - silu_and_mul, gelu_and_mul, rotary_embedding, gated_rms_norm: Triton (the only GPU impls
+#   registered here so far).
+_TRITON_OPS = ("silu_and_mul", "gelu_and_mul", "rotary_embedding", "gated_rms_norm")
 _CUDA_PRIORITY = {
     "rms_norm": [flashinfer_norm.PROVIDER, triton_norm.PROVIDER, torch_fused_norm.PROVIDER],
     "fused_add_rms_norm": [triton_norm.PROVIDER, flashinfer_norm.PROVIDER],
     "dual_rms_norm": [triton_norm.PROVIDER],
+    **{op: [triton_norm.PROVIDER] for op in _TRITON_OPS},
 }
 
 # AMD GPUs (torch device type "cuda", platform "rocm"): FlashInfer is NVIDIA-only, and the
@@ -38,6 +50,7 @@ _ROCM_PRIORITY = {
     "rms_norm": [triton_norm.PROVIDER],
     "fused_add_rms_norm": [triton_norm.PROVIDER],
     "dual_rms_norm": [triton_norm.PROVIDER],
+    **{op: [triton_norm.PROVIDER] for op in _TRITON_OPS},
 }
 
 
@@ -46,7 +59,10 @@ def ir_plugin_info() -> dict[str, Any]:
     return {
         "name": "cuda",
         "api_version": ir_core.API_VERSION,
-        "description": "Triton, FlashInfer and torch-fused RMS norms for NVIDIA and AMD GPUs",
+        "description": (
+            "Triton, FlashInfer and torch-fused RMS norms; Triton gated activations, RoPE and "
+            "gated RMS norm; for NVIDIA and AMD GPUs"
+        ),
     }
 
 
@@ -62,6 +78,26 @@ def register_impls(registry: ir_core.Registry) -> None:
             triton_norm.fused_add_rms_norm_supports,
         ),
         ("dual_rms_norm", triton_norm.dual_rms_norm, triton_norm.dual_rms_norm_supports),
+        (
+            "silu_and_mul",
+            triton_activation.silu_and_mul,
+            triton_activation.silu_and_mul_supports,
+        ),
+        (
+            "gelu_and_mul",
+            triton_activation.gelu_and_mul,
+            triton_activation.gelu_and_mul_supports,
+        ),
+        (
+            "rotary_embedding",
+            triton_rotary.rotary_embedding,
+            triton_rotary.rotary_embedding_supports,
+        ),
+        (
+            "gated_rms_norm",
+            triton_gated_norm.gated_rms_norm,
+            triton_gated_norm.gated_rms_norm_supports,
+        ),
     ):
         registry.register_impl(
             op,
