@@ -4,19 +4,17 @@ norms: see :mod:`ir_provider_cuda.triton_norm`)."""
 
 from __future__ import annotations
 
-import functools
-import importlib
-from types import ModuleType
-
 import torch
 
-from .rows import has_unit_last_stride, row_layout
-from .triton_norm import SUPPORTED_DTYPES
+from ir_core import kit
+from ir_core.kit import has_unit_last_stride, row_layout
 
+from .triton_norm import PROVIDER, SUPPORTED_DTYPES
 
-@functools.cache
-def _k() -> ModuleType:
-    return importlib.import_module("ir_provider_cuda.triton_activation_kernels")
+#: The kernels (which import Triton), imported on the first call.
+KERNELS = kit.LazyVendor(
+    PROVIDER, lambda: kit.import_module("ir_provider_cuda.triton_activation_kernels")
+)
 
 
 def _gated_ok(x: torch.Tensor) -> bool:
@@ -36,7 +34,7 @@ def gelu_and_mul_supports(x: torch.Tensor, approximate: str = "none") -> bool:
 
 def _run(x: torch.Tensor, activation: int) -> torch.Tensor:
     out = torch.empty((*x.shape[:-1], x.shape[-1] // 2), dtype=x.dtype, device=x.device)
-    _k().launch_act_and_mul(x, out, activation)
+    KERNELS.require().launch_act_and_mul(x, out, activation)
     return out
 
 
@@ -47,11 +45,11 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     strides go to the kernel, nothing is copied). Returns a new contiguous (..., d) tensor in
     x's dtype, computed in fp32 and rounded once; ``x`` is not modified.
     """
-    return _run(x, _k().SILU)
+    return _run(x, KERNELS.require().SILU)
 
 
 def gelu_and_mul(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """``gelu(x[..., :d], approximate) * x[..., d:]`` in one Triton launch; ``approximate``
     is ``"none"`` (erf) or ``"tanh"``. Shapes, dtypes and layout as :func:`silu_and_mul`."""
-    k = _k()
+    k = KERNELS.require()
     return _run(x, k.GELU_TANH if approximate == "tanh" else k.GELU)

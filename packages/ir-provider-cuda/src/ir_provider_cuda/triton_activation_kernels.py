@@ -19,7 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .rows import RowLayout, row_layout
+from ir_core.kit import RowLayout, row_layout
+
 from .triton_kernels import INTERPRETED, _round_to, _row_start
 
 #: Activation codes (constexpr): one compiled variant each.

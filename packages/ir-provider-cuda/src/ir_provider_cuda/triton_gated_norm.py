@@ -4,19 +4,17 @@ norms: see :mod:`ir_provider_cuda.triton_norm`)."""
 
 from __future__ import annotations
 
-import functools
-import importlib
-from types import ModuleType
-
 import torch
 
-from .rows import same_shape
-from .triton_norm import _rows_ok, _weight_ok
+from ir_core import kit
+from ir_core.kit import same_shape
 
+from .triton_norm import PROVIDER, _rows_ok, _weight_ok
 
-@functools.cache
-def _k() -> ModuleType:
-    return importlib.import_module("ir_provider_cuda.triton_gated_norm_kernels")
+#: The kernels (which import Triton), imported on the first call.
+KERNELS = kit.LazyVendor(
+    PROVIDER, lambda: kit.import_module("ir_provider_cuda.triton_gated_norm_kernels")
+)
 
 
 def gated_rms_norm_supports(
@@ -51,8 +49,8 @@ def gated_rms_norm(
     ``rms(x) * (w + b) * silu(gate)`` (``norm_before_gate``) or ``rms(x * silu(gate)) * (w +
     b)``, computed in fp32 and rounded once. No input is modified.
     """
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    _k().launch_gated_rms_norm(
+    out = kit.empty_output(x)
+    KERNELS.require().launch_gated_rms_norm(
         x, weight, gate, out, epsilon, weight_bias, group_size, norm_before_gate
     )
     return out

@@ -18,7 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .rows import RowLayout, row_layout
+from ir_core.kit import RowLayout, row_layout
+
 from .triton_activation_kernels import sigmoid
 from .triton_kernels import INTERPRETED, _round_to, _row_start, launch_config
 

@@ -4,22 +4,21 @@ see :mod:`ir_provider_cuda.triton_norm`)."""
 
 from __future__ import annotations
 
-import functools
-import importlib
-from types import ModuleType
-
 import torch
 
-from .rows import has_unit_last_stride, layout_of
-from .triton_norm import SUPPORTED_DTYPES
+from ir_core import kit
+from ir_core.kit import has_unit_last_stride, layout_of
+
+from .triton_norm import PROVIDER, SUPPORTED_DTYPES
 
 #: Position dtypes the kernel reads (and widens to int64).
 POSITION_DTYPES = (torch.int64, torch.int32)
 
 
-@functools.cache
-def _k() -> ModuleType:
-    return importlib.import_module("ir_provider_cuda.triton_rotary_kernels")
+#: The kernels (which import Triton), imported on the first call.
+KERNELS = kit.LazyVendor(
+    PROVIDER, lambda: kit.import_module("ir_provider_cuda.triton_rotary_kernels")
+)
 
 
 def _heads_ok(x: torch.Tensor, token_dims: int) -> bool:
@@ -69,10 +68,9 @@ def rotary_embedding(
     projection is not copied). Returns new contiguous ``(query_out, key_out)`` in the inputs'
     shapes and dtypes, computed in fp32 and rounded once; no input is modified.
     """
-    query_out = torch.empty(query.shape, dtype=query.dtype, device=query.device)
-    key_out = torch.empty(key.shape, dtype=key.dtype, device=key.device)
+    query_out, key_out = kit.empty_output(query), kit.empty_output(key)
     # the kernel reads positions[token] at offset token: 8 bytes a token, copied if strided
-    _k().launch_rotary(
+    KERNELS.require().launch_rotary(
         positions.contiguous(), query, key, head_size, cos_sin_cache, is_neox, query_out, key_out
     )
     return query_out, key_out

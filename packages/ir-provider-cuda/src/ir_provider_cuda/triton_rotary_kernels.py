@@ -19,7 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .rows import RowLayout, layout_of
+from ir_core.kit import RowLayout, layout_of
+
 from .triton_kernels import INTERPRETED, _round_to, _row_start
 
 # --------------------------------------------------------------------------------------------
