@@ -29,10 +29,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
 import torch
-from norms import copy_bandwidth_gbs, time_ms, traffic_bytes
+from norms import copy_bandwidth_gbs, implementations, measure_cells
 
 TOKENS = (1, 16, 256, 4096, 16384)
 QUICK_TOKENS = (1, 16)
@@ -53,21 +52,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="skip native under torch.compile")
     p.add_argument("--ops", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     return p.parse_args(argv)
-
-
-def implementations(op: Any, device: str, args: argparse.Namespace) -> list[tuple[str, Any]]:
-    """(label, impl-or-callable): native, native compiled, then each available provider."""
-    found: list[tuple[str, Any]] = [("native", op.native)]
-    if not args.no_compile and not (device == "cpu" and args.quick):
-        found.append(("native+compile", torch.compile(op.native, dynamic=False)))
-    for provider, impl in op.impls.items():
-        if provider == "native":
-            continue
-        ok, _ = impl.status()
-        # off a GPU, only the Triton interpreter runs here, and only in quick (smoke) mode
-        if ok and impl.runs_on(device) and (device == "cuda" or args.quick):
-            found.append((provider, impl))
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,18 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in tokens:
             for label, rows_per_token, width in shapes[op_name]:
                 sample = op.example_inputs(n * rows_per_token, width, dtype, device)
-                cells = []
-                for _, impl in impls:
-                    fn = getattr(impl, "fn", impl)
-                    predicate = getattr(impl, "supports_args", None)
-                    bound = op.bind(sample.args, sample.kwargs)
-                    if predicate is not None and not predicate(*bound):
-                        cells.append(f"{'-':>22}")
-                        continue
-                    out = fn(*bound)
-                    ms = time_ms(lambda fn=fn, b=bound: fn(*b), device, args.quick)
-                    gbs = traffic_bytes(bound, out) / (ms * 1e-3) / 1e9
-                    cells.append(f"{gbs:>7.1f} {100 * gbs / ceiling:>5.1f}% {ms * 1e3:>8.1f}")
+                cells = measure_cells(op, impls, sample, device, args.quick, ceiling)
                 print(f"{n:>7} {label:>15} " + " ".join(cells))
     return 0
 

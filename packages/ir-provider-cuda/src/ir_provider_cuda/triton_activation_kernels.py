@@ -19,9 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ir_core.kit import RowLayout, row_layout
-
-from .triton_kernels import INTERPRETED, _round_to, _row_start
+from .triton_kernels import INTERPRETED, _layout, _round_to, _row_start
 
 #: Activation codes (constexpr): one compiled variant each.
 SILU, GELU, GELU_TANH = 0, 1, 2
@@ -111,16 +109,6 @@ def _act_and_mul_kernel(
 # --------------------------------------------------------------------------------------------
 
 
-def _layout(x: torch.Tensor) -> RowLayout:
-    layout = row_layout(x)
-    if layout is None:  # supports_args keeps such tensors away; direct callers get told why
-        raise ValueError(
-            f"x: leading dims with strides {tuple(x.stride()[:-1])} do not collapse to two "
-            "row levels; pass a contiguous tensor"
-        )
-    return layout
-
-
 def launch_act_and_mul(x: torch.Tensor, out: torch.Tensor, activation: int) -> None:
     """Write ``act(x[..., :d]) * x[..., d:]`` into ``out``.
 
@@ -129,7 +117,7 @@ def launch_act_and_mul(x: torch.Tensor, out: torch.Tensor, activation: int) -> N
     :data:`SILU`, :data:`GELU`, :data:`GELU_TANH`. ``x`` is never modified.
     """
     d = out.shape[-1]
-    rows = _layout(x)
+    rows = _layout(x, "x")
     if rows.n_rows == 0 or d == 0:
         return
     cfg = activation_launch_config(d)

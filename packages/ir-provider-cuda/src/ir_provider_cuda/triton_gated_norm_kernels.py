@@ -18,10 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ir_core.kit import RowLayout, row_layout
-
 from .triton_activation_kernels import sigmoid
-from .triton_kernels import INTERPRETED, _round_to, _row_start, launch_config
+from .triton_kernels import INTERPRETED, _layout, _round_to, _row_start, launch_config
 
 
 @triton.jit
@@ -110,16 +108,6 @@ def _gated_rms_norm_kernel(
                         v, silu, rstd, w_row, w_stride, weight_bias, out_row, offs, mask,
                         NORM_BEFORE_GATE, SOFTWARE_BF16,
                     )  # fmt: skip
-
-
-def _layout(t: torch.Tensor, name: str) -> RowLayout:
-    layout = row_layout(t)
-    if layout is None:  # supports_args keeps such tensors away; direct callers get told why
-        raise ValueError(
-            f"{name}: leading dims with strides {tuple(t.stride()[:-1])} do not collapse to "
-            "two row levels; pass a contiguous tensor"
-        )
-    return layout
 
 
 def launch_gated_rms_norm(
