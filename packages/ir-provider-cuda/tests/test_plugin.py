@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import ir_core
-from ir_core import discovery
+from ir_core import plugins
 from ir_core.testing import assert_matches_native
 from ir_provider_cuda import flashinfer_norm, plugin, torch_fused_norm, triton_norm
 
@@ -21,9 +21,9 @@ PROVIDERS = {"triton", "flashinfer", "torch_fused"}
 CATALOGUE_II = ("silu_and_mul", "gelu_and_mul", "rotary_embedding", "gated_rms_norm")
 
 
-def _record() -> discovery.PluginRecord:
+def _record() -> plugins.PluginRecord:
     ir_core.load_plugins()
-    (record,) = [r for r in discovery.records() if r.name == "cuda"]
+    (record,) = [r for r in plugins.records() if r.name == "cuda"]
     return record
 
 
