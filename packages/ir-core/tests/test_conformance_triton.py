@@ -40,5 +40,13 @@ def test_kit_passes_for_triton(tmp_path):
     summary = result.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary
     # every op the provider implements was checked on this machine's device
-    for op in ("rms_norm", "fused_add_rms_norm", "dual_rms_norm"):
+    for op in (
+        "rms_norm",
+        "fused_add_rms_norm",
+        "dual_rms_norm",
+        "silu_and_mul",
+        "gelu_and_mul",
+        "rotary_embedding",
+        "gated_rms_norm",
+    ):
         assert f"not checked {op}-triton-cpu" not in result.stdout

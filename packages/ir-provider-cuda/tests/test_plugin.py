@@ -18,6 +18,7 @@ from ir_provider_cuda import flashinfer_norm, plugin, torch_fused_norm, triton_n
 HAS_CUDA = torch.cuda.is_available()
 EPS = 1e-6
 PROVIDERS = {"triton", "flashinfer", "torch_fused"}
+CATALOGUE_II = ("silu_and_mul", "gelu_and_mul", "rotary_embedding", "gated_rms_norm")
 
 
 def _record() -> plugins.PluginRecord:
@@ -48,6 +49,7 @@ def test_registered_impls() -> None:
         "rms_norm": PROVIDERS,
         "fused_add_rms_norm": {"triton", "flashinfer"},
         "dual_rms_norm": {"triton"},
+        **{op: {"triton"} for op in CATALOGUE_II},
     }
     for op_name, providers in expected.items():
         impls = ir_core.get_op(op_name).impls
@@ -148,7 +150,7 @@ def test_explain_lists_why_gpu_providers_were_skipped(triton_on_device: str) -> 
 def test_platform_priority() -> None:
     _record()
     cuda = plugin.platform_priority("cuda")
-    assert set(cuda) == {"rms_norm", "fused_add_rms_norm", "dual_rms_norm"}
+    assert set(cuda) == {"rms_norm", "fused_add_rms_norm", "dual_rms_norm", *CATALOGUE_II}
     for op_name, order in cuda.items():
         assert len(order) == len(set(order)), op_name
         assert set(order) <= set(ir_core.get_op(op_name).impls), f"{op_name}: {order}"

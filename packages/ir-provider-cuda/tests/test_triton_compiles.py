@@ -2,8 +2,9 @@
 
 The interpreter runs the kernels' Python semantics; it does not prove that Triton's compiler
 accepts them. Triton can compile for a target it is told about, with no device present, so this
-compiles representative variants for NVIDIA (sm_90, to cubin) and AMD (gfx942, to hsaco) and
-checks the NVIDIA code for 16-byte vector loads and stores and round-to-nearest bf16 stores.
+compiles representative variants of every kernel (norms, gated activations, rotary, gated norm)
+for NVIDIA (sm_90, to cubin) and AMD (gfx942, to hsaco) and checks the NVIDIA code for 16-byte
+vector loads and stores (norms) and round-to-nearest bf16 stores.
 Runs in a subprocess because the test session imported the kernels in interpreter mode.
 """
 
@@ -54,10 +55,46 @@ def dual():
     src = ASTSource(fn=k._dual_rms_norm_kernel, signature=sig, constexprs=consts)
     return triton.compile(src, target=target, options={"num_warps": 8})
 
+def generic(kernel, ptr, consts, floats=(), pointer_types=None):
+    # every int argument i32, pointers *ptr (or as named), the floats fp32, the constexprs
+    names = kernel.arg_names
+    sig = {n: "i32" for n in names}
+    sig.update({n: f"*{ptr}" for n in names if n.endswith("_ptr")})
+    sig.update(pointer_types or {})
+    sig.update({n: "fp32" for n in floats})
+    sig.update({c: "constexpr" for c in consts})
+    src = ASTSource(fn=kernel, signature=sig, constexprs=consts)
+    return triton.compile(src, target=target, options={"num_warps": 4})
+
+from ir_provider_cuda import triton_activation_kernels as ka
+from ir_provider_cuda import triton_gated_norm_kernels as kg
+from ir_provider_cuda import triton_rotary_kernels as kr
+
+new_kernels = (
+    ("silu_and_mul bf16", generic(ka._act_and_mul_kernel, "bf16",
+        {"ACTIVATION": ka.SILU, "BLOCK": 1024, "SOFTWARE_BF16": False})),
+    ("gelu_and_mul erf fp16", generic(ka._act_and_mul_kernel, "fp16",
+        {"ACTIVATION": ka.GELU, "BLOCK": 1024, "SOFTWARE_BF16": False})),
+    ("gelu_and_mul tanh bf16", generic(ka._act_and_mul_kernel, "bf16",
+        {"ACTIVATION": ka.GELU_TANH, "BLOCK": 1024, "SOFTWARE_BF16": False})),
+    ("rotary neox partial bf16", generic(kr._rotary_kernel, "bf16",
+        {"IS_NEOX": True, "HALF_BLOCK": 32, "HEAD_BLOCK": 32, "PASS_BLOCK": 64,
+         "SOFTWARE_BF16": False}, pointer_types={"pos_ptr": "*i64", "cache_ptr": "*fp32"})),
+    ("rotary gptj bf16", generic(kr._rotary_kernel, "bf16",
+        {"IS_NEOX": False, "HALF_BLOCK": 64, "HEAD_BLOCK": 32, "PASS_BLOCK": 1,
+         "SOFTWARE_BF16": False}, pointer_types={"pos_ptr": "*i32"})),
+    ("gated_rms_norm single-pass bf16", generic(kg._gated_rms_norm_kernel, "bf16",
+        {"NORM_BEFORE_GATE": True, "BLOCK": 128, "SINGLE_PASS": True, "ITEMS_PER_PROGRAM": 4,
+         "SOFTWARE_BF16": False}, floats=("eps", "weight_bias"))),
+    ("gated_rms_norm two-pass fp32", generic(kg._gated_rms_norm_kernel, "fp32",
+        {"NORM_BEFORE_GATE": False, "BLOCK": 16384, "SINGLE_PASS": False,
+         "ITEMS_PER_PROGRAM": 1, "SOFTWARE_BF16": False}, floats=("eps", "weight_bias"))),
+)
+
 report = {}
 for label, c in (("bf16 single-pass fused add", rms("bf16", 4096, True, True)),
                  ("fp32 two-pass", rms("fp32", 16384, False, False)),
-                 ("dual", dual())):
+                 ("dual", dual()), *new_kernels):
     binary = "cubin" if backend == "cuda" else "hsaco"
     ops = sorted(set(re.findall(r"(?:ld|st)\.global[.\w]*", c.asm.get("ptx", ""))))
     cvt = sorted(set(re.findall(r"cvt\.rn\.bf16[.\w]*", c.asm.get("ptx", ""))))
@@ -92,6 +129,8 @@ def test_compiles_for_nvidia_sm90() -> None:
     fused = report["bf16 single-pass fused add"]
     assert "ld.global.v4.b32" in fused["mem"] and "st.global.v4.b32" in fused["mem"], fused
     assert fused["cvt"], "bf16 stores must round to nearest (cvt.rn)"
+    for label in ("silu_and_mul bf16", "rotary gptj bf16", "gated_rms_norm single-pass bf16"):
+        assert report[label]["cvt"], f"{label}: bf16 stores must round to nearest (cvt.rn)"
 
 
 def test_compiles_for_amd_gfx942() -> None:

@@ -13,7 +13,15 @@ from typing import Any
 import ir_core
 from ir_core import kit
 
-from . import flashinfer_allreduce, flashinfer_norm, torch_fused_norm, triton_norm
+from . import (
+    flashinfer_allreduce,
+    flashinfer_norm,
+    torch_fused_norm,
+    triton_activation,
+    triton_gated_norm,
+    triton_norm,
+    triton_rotary,
+)
 
 # Default provider order on NVIDIA GPUs. PROVISIONAL: no GPU was available when this was
 # written, so it is reasoned from published numbers and the kernels' memory traffic, not
@@ -27,10 +35,14 @@ from . import flashinfer_allreduce, flashinfer_norm, torch_fused_norm, triton_no
 # - fused_add_rms_norm: Triton first. FlashInfer's kernel is in place, so keeping the op
 #   functional costs a copy of x and residual first: 8 row-passes of memory instead of 4.
 # - dual_rms_norm: only Triton does both norms in one launch.
+# - silu_and_mul, gelu_and_mul, rotary_embedding, gated_rms_norm: Triton (the only GPU impls
+#   registered here so far).
+_TRITON_OPS = ("silu_and_mul", "gelu_and_mul", "rotary_embedding", "gated_rms_norm")
 _CUDA_PRIORITY = {
     "rms_norm": [flashinfer_norm.PROVIDER, triton_norm.PROVIDER, torch_fused_norm.PROVIDER],
     "fused_add_rms_norm": [triton_norm.PROVIDER, flashinfer_norm.PROVIDER],
     "dual_rms_norm": [triton_norm.PROVIDER],
+    **{op: [triton_norm.PROVIDER] for op in _TRITON_OPS},
 }
 
 # AMD GPUs (torch device type "cuda", platform "rocm"): FlashInfer is NVIDIA-only, and the
@@ -39,13 +51,16 @@ _ROCM_PRIORITY = {
     "rms_norm": [triton_norm.PROVIDER],
     "fused_add_rms_norm": [triton_norm.PROVIDER],
     "dual_rms_norm": [triton_norm.PROVIDER],
+    **{op: [triton_norm.PROVIDER] for op in _TRITON_OPS},
 }
 
 
 @ir_core.hookimpl
 def ir_plugin_info() -> dict[str, Any]:
     return kit.plugin_info(
-        "cuda", "Triton, FlashInfer and torch-fused RMS norms for NVIDIA and AMD GPUs"
+        "cuda",
+        "Triton, FlashInfer and torch-fused RMS norms; Triton gated activations, RoPE and gated "
+        "RMS norm; for NVIDIA and AMD GPUs",
     )
 
 
@@ -54,7 +69,12 @@ def register_impls(registry: ir_core.Registry) -> None:
     kit.register_impls(
         registry,
         triton_norm.PROVIDER,
-        kit.impls_of(triton_norm, "rms_norm", "fused_add_rms_norm", "dual_rms_norm"),
+        {
+            **kit.impls_of(triton_norm, "rms_norm", "fused_add_rms_norm", "dual_rms_norm"),
+            **kit.impls_of(triton_activation, "silu_and_mul", "gelu_and_mul"),
+            **kit.impls_of(triton_rotary, "rotary_embedding"),
+            **kit.impls_of(triton_gated_norm, "gated_rms_norm"),
+        },
         # read TRITON_INTERPRET now: with it, the Triton kernels also run on CPU tensors
         device_types=triton_norm.device_types(),
         available=triton_norm.available,
