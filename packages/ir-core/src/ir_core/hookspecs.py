@@ -58,10 +58,12 @@ def register_ops(registry: Registry) -> None:
     """Declare new ops, each with its native semantics.
 
     Call ``registry.register_op(fn, name=None, tolerances=None, validate=None,
-    sample_inputs=None)`` where ``fn`` is a fully annotated native PyTorch function: its name and
-    annotations become the op's schema (``torch.ops.ir_core.<name>``), its body is the reference
-    every other implementation is checked against. Fused ops contributed by fusion packages are
-    declared here.
+    sample_inputs=None, example_inputs=None, compare=None)`` where ``fn`` is a fully annotated
+    native PyTorch function: its name and annotations become the op's schema
+    (``torch.ops.ir_core.<name>``), its body is the reference every other implementation is
+    checked against. ``compare`` is for outputs not judged by a per-dtype tolerance (fp8 codes:
+    see :class:`ir_core.op.Comparison`). Fused ops contributed by fusion packages are declared
+    here.
 
     :param registry: the process-wide :class:`ir_core.Registry`.
     """

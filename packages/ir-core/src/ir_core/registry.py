@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from . import library
-from .op import NATIVE, Impl, Op, Sample, resolved_signature
+from .op import NATIVE, Compare, Impl, Op, Sample, resolved_signature
 
 
 class RegistrationError(TypeError):
@@ -40,11 +40,14 @@ class Registry:
         validate: Callable[..., None] | None = None,
         sample_inputs: Callable[[torch.dtype, torch.device], Iterable[Sample]] | None = None,
         example_inputs: Callable[..., Sample] | None = None,
+        compare: Compare | None = None,
     ) -> Op:
         """Declare an op whose semantics is the typed native function ``fn``.
 
         The op becomes ``ir_core.ops.<name>`` (eager dispatch) and ``torch.ops.ir_core.<name>``
-        (opaque in FX graphs), with ``fn`` registered as its ``native`` impl.
+        (opaque in FX graphs), with ``fn`` registered as its ``native`` impl. ``compare``
+        replaces the per-dtype tolerance check of outputs when they are judged otherwise (fp8
+        codes by their dequantized values): see :class:`ir_core.op.Comparison`.
         """
         from .dispatch import make_dispatcher
 
@@ -62,6 +65,7 @@ class Registry:
             validate=validate,
             sample_inputs=sample_inputs,
             example_inputs=example_inputs,
+            compare=compare,
             plugin=self._plugin,
         )
         op.impls[NATIVE] = Impl(

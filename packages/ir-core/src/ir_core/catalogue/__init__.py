@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..registry import Registry
-from . import norms
+from . import norms, quant
 
 #: Version of this catalogue's op signatures and semantics.
 OP_API = 1
@@ -28,3 +28,4 @@ def register_builtin_ops(registry: Registry) -> None:
         sample_inputs=norms.dual_rms_norm_samples,
         example_inputs=norms.dual_rms_norm_example,
     )
+    quant.register_quant_ops(registry)
