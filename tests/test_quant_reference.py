@@ -24,6 +24,7 @@ EPS = 1e-6
 
 
 def _impl(op_name: str, provider: str) -> Callable[..., Any]:
+    ir_core.load_plugins()
     op = ir_core.get_op(op_name)
     if provider == "native":
         return op.native

@@ -12,7 +12,7 @@ from typing import Any
 
 import ir_core
 
-from . import flashinfer_allreduce, flashinfer_norm, torch_fused_norm, triton_norm
+from . import flashinfer_allreduce, flashinfer_norm, torch_fused_norm, triton_norm, triton_quant
 
 # Default provider order on NVIDIA GPUs. PROVISIONAL: no GPU was available when this was
 # written, so it is reasoned from published numbers and the kernels' memory traffic, not
@@ -30,6 +30,8 @@ _CUDA_PRIORITY = {
     "rms_norm": [flashinfer_norm.PROVIDER, triton_norm.PROVIDER, torch_fused_norm.PROVIDER],
     "fused_add_rms_norm": [triton_norm.PROVIDER, flashinfer_norm.PROVIDER],
     "dual_rms_norm": [triton_norm.PROVIDER],
+    # fp8 quant and fused norm/activation + quant: Triton's own kernels (the only ones so far)
+    **{op: [triton_quant.PROVIDER] for op in triton_quant.IMPLS},
 }
 
 # AMD GPUs (torch device type "cuda", platform "rocm"): FlashInfer is NVIDIA-only, and the
@@ -38,6 +40,7 @@ _ROCM_PRIORITY = {
     "rms_norm": [triton_norm.PROVIDER],
     "fused_add_rms_norm": [triton_norm.PROVIDER],
     "dual_rms_norm": [triton_norm.PROVIDER],
+    **{op: [triton_quant.PROVIDER] for op in triton_quant.IMPLS},
 }
 
 
@@ -62,6 +65,7 @@ def register_impls(registry: ir_core.Registry) -> None:
             triton_norm.fused_add_rms_norm_supports,
         ),
         ("dual_rms_norm", triton_norm.dual_rms_norm, triton_norm.dual_rms_norm_supports),
+        *((op, fn, supports) for op, (fn, supports) in triton_quant.IMPLS.items()),
     ):
         registry.register_impl(
             op,
