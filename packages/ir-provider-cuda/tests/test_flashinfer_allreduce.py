@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 import ir_core
+from ir_core import kit
 from ir_provider_cuda import flashinfer_allreduce as fa
 
 pytest.importorskip("ir_fusions", reason="the all-reduce norm ops are declared by ir-fusions")
@@ -244,7 +245,7 @@ def one_rank_stand_in(monkeypatch: pytest.MonkeyPatch):
     if dist.is_initialized():
         pytest.skip("a process group is already initialized in this process")
     comm = StandInComm()
-    monkeypatch.setattr(fa, "_comm", comm)
+    monkeypatch.setattr(fa, "COMM", kit.LazyVendor(fa.PROVIDER, lambda: (comm, "")))
     monkeypatch.setattr(fa, "_workspaces", {})
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:

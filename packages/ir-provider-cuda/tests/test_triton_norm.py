@@ -15,9 +15,9 @@ import torch
 
 import ir_core
 from ir_core import Sample
+from ir_core.kit import row_layout
 from ir_core.testing import assert_matches_native, mismatch
 from ir_provider_cuda import triton_norm
-from ir_provider_cuda.rows import row_layout
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 HIDDEN_SIZES = [1, 127, 4095, 5120, 8192]

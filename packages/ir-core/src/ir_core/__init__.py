@@ -26,8 +26,7 @@ from .registry import RegistrationError, Registry
 _register_builtin_ops(registry)
 
 from . import ops  # noqa: E402  (needs the built-in ops registered)
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__  # noqa: E402
 
 
 def get_op(name: str) -> Op:

@@ -442,7 +442,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_new_provider(args: argparse.Namespace) -> int:
-    from ir_core.scaffold import ScaffoldError, names_for, scaffold
+    from ir_core.kit.scaffold import ScaffoldError, names_for, scaffold
 
     try:
         root = scaffold(args.name, args.output)

@@ -19,15 +19,13 @@ import importlib_metadata
 import pluggy
 
 from . import hookspecs, priority
+from .hookspecs import API_VERSION
 from .registry import Registry
 
 ENTRY_POINT_GROUP = "ir_core.plugins"
 ENV_ALLOW = "IR_CORE_PLUGINS"
 ENV_DENY = "IR_CORE_DISABLE_PLUGINS"
 ENV_STRICT = "IR_CORE_STRICT_PLUGINS"
-
-#: The plugin API this ir-core speaks; a plugin built for another is quarantined.
-API_VERSION = 1
 
 registry = Registry()
 registry.on_change(priority.changed)

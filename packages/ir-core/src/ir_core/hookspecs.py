@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 PROJECT_NAME = "ir_core"
 
+#: The plugin API this ir-core speaks; a plugin built for another is quarantined.
+API_VERSION = 1
+
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 #: The marker plugins put on their hook functions.
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

@@ -37,15 +37,16 @@ eager step first, as engines do for warm-up.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 from types import ModuleType
 from typing import Any
 
 import torch
 
-from .rows import has_unit_last_stride, known, row_layout
+from ir_core import kit
+from ir_core.kit import has_unit_last_stride, known, row_layout
+
+from . import flashinfer_norm
 
 PROVIDER = "flashinfer"
 OPS = ("all_reduce_rms_norm", "all_reduce_fused_add_rms_norm")
@@ -68,52 +69,14 @@ _VECTOR_BYTES = 16
 #: "all_reduce_rms_norm=flashinfer;all_reduce_fused_add_rms_norm=flashinfer"``.
 CUDA_PRIORITY = {op: [PROVIDER] for op in OPS}
 
-_comm: ModuleType | None = None
 _workspaces: dict[tuple[str, torch.dtype, int, int], Any] = {}
 
 
-def _flashinfer_comm() -> ModuleType:
-    global _comm
-    if _comm is None:
-        _comm = importlib.import_module("flashinfer.comm")
-    return _comm
-
-
-def available() -> tuple[bool, str]:
-    """FlashInfer >= 0.6.12 on an NVIDIA GPU >= sm_90, with torch.distributed, more than one rank.
-
-    Every missing condition is named. The world size is judged when this runs (the first
-    time the provider is considered, i.e. at the first all-reduce norm call): a process group of
-    one rank makes the provider unavailable ("world size 1"); each call's own group is checked
-    again by ``supports_args``.
-    """
-    reasons = []
-    if importlib.util.find_spec("flashinfer") is None:
-        reasons.append(
-            "flashinfer-python not installed (pip install 'ir-provider-cuda[flashinfer]')"
-        )
-    if torch.version.hip is not None:
-        reasons.append("ROCm build of torch: FlashInfer supports NVIDIA GPUs only")
-    elif not torch.cuda.is_available():
-        reasons.append("no CUDA device")
-    else:
-        capability = torch.cuda.get_device_capability()
-        if capability < MIN_CAPABILITY:
-            reasons.append(
-                f"CUDA device has compute capability {capability[0]}.{capability[1]}; the "
-                f"allreduce fusion needs {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} or newer"
-            )
-    dist = torch.distributed
-    if not dist.is_available():
-        reasons.append("torch.distributed is not built into this torch")
-    elif dist.is_initialized() and dist.get_world_size() == 1:
-        reasons.append("world size 1: there is nothing to all-reduce across")
-    if reasons:
-        return False, "; ".join(reasons)
-    try:
-        comm = _flashinfer_comm()
-    except Exception as exc:  # installed but broken (ABI mismatch, CUDA libraries)
-        return False, f"import flashinfer.comm failed ({type(exc).__name__}: {exc})"
+def _import_comm() -> tuple[ModuleType | None, str]:
+    """``flashinfer.comm`` with the allreduce-fusion API of 0.6.12, or why not."""
+    comm, reason = kit.import_module("flashinfer.comm")
+    if comm is None:  # installed but broken (ABI mismatch, CUDA libraries)
+        return None, reason
     missing = [
         name
         for name in (
@@ -124,10 +87,33 @@ def available() -> tuple[bool, str]:
         if not hasattr(comm, name)
     ]
     if missing:
-        return False, f"flashinfer.comm has no {', '.join(missing)} (needs flashinfer >= 0.6.12)"
+        return None, f"flashinfer.comm has no {', '.join(missing)} (needs flashinfer >= 0.6.12)"
     if "weight_bias" not in inspect.signature(comm.allreduce_fusion).parameters:
-        return False, "flashinfer.comm.allreduce_fusion has no weight_bias (needs >= 0.6.12)"
-    return True, ""
+        return None, "flashinfer.comm.allreduce_fusion has no weight_bias (needs >= 0.6.12)"
+    return comm, ""
+
+
+#: ``flashinfer.comm``, imported the first time the provider is found usable.
+COMM = kit.LazyVendor(PROVIDER, _import_comm)
+
+
+def available() -> tuple[bool, str]:
+    """FlashInfer >= 0.6.12 on an NVIDIA GPU >= sm_90, with torch.distributed, more than one rank.
+
+    Every missing condition is named. The world size is judged when this runs (the first
+    time the provider is considered, i.e. at the first all-reduce norm call): a process group of
+    one rank makes the provider unavailable ("world size 1"); each call's own group is checked
+    again by ``supports_args``.
+    """
+    reasons = flashinfer_norm.environment_problems(MIN_CAPABILITY, "the allreduce fusion")
+    dist = torch.distributed
+    if not dist.is_available():
+        reasons.append("torch.distributed is not built into this torch")
+    elif dist.is_initialized() and dist.get_world_size() == 1:
+        reasons.append("world size 1: there is nothing to all-reduce across")
+    if reasons:
+        return False, "; ".join(reasons)
+    return COMM.available()
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +220,7 @@ def _workspace(group_name: str, hidden: int, dtype: torch.dtype, device: torch.d
     workspace = _workspaces.get(key)
     if workspace is None:
         group = torch.distributed.distributed_c10d._resolve_process_group(group_name)
-        workspace = _flashinfer_comm().create_allreduce_fusion_workspace(
+        workspace = COMM.require().create_allreduce_fusion_workspace(
             backend="trtllm",  # single-node NVLink, up to 16 ranks: what the sizes above assume
             world_size=group.size(),
             rank=group.rank(),
@@ -262,11 +248,10 @@ def _run(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``kARResidualRMSNorm`` into fresh outputs: (norm of x reduced + residual, that sum)."""
     hidden = x.shape[-1]
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    residual_out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out, residual_out = kit.empty_output(x), kit.empty_output(x)
     if x.numel() == 0:  # every rank has the same shape, so every rank skips together
         return out, residual_out
-    comm = _flashinfer_comm()
+    comm = COMM.require()
     comm.allreduce_fusion(
         input=_aligned(x.reshape(-1, hidden)),
         workspace=_workspace(group_name, hidden, x.dtype, x.device),
@@ -321,17 +306,15 @@ def all_reduce_fused_add_rms_norm(
 
 def register_impls(registry: Any) -> None:
     """Register both impls when the ops exist (the ir-fusions wheel declares them)."""
-    known_ops = {op.name for op in registry.ops()}
-    for op, fn, supports in (
-        (OPS[0], all_reduce_rms_norm, all_reduce_rms_norm_supports),
-        (OPS[1], all_reduce_fused_add_rms_norm, all_reduce_fused_add_rms_norm_supports),
-    ):
-        if op in known_ops:
-            registry.register_impl(
-                op,
-                PROVIDER,
-                fn,
-                device_types=("cuda",),
-                supports_args=supports,
-                available=available,
-            )
+    impls = {
+        OPS[0]: (all_reduce_rms_norm, all_reduce_rms_norm_supports),
+        OPS[1]: (all_reduce_fused_add_rms_norm, all_reduce_fused_add_rms_norm_supports),
+    }
+    declared = {op.name for op in registry.ops()}
+    kit.register_impls(
+        registry,
+        PROVIDER,
+        {op: row for op, row in impls.items() if op in declared},
+        device_types=("cuda",),
+        available=available,
+    )

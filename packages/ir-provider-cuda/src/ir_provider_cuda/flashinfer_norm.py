@@ -17,14 +17,12 @@ never when the plugin loads.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-from types import ModuleType
 
 import torch
 
-from .rows import has_unit_last_stride, known, row_layout, same_shape
+from ir_core import kit
+from ir_core.kit import has_unit_last_stride, known, row_layout, same_shape
 
 PROVIDER = "flashinfer"
 
@@ -39,14 +37,21 @@ _VECTOR_BYTES = 16
 #: ... and its CuTe-DSL kernels assume inputs aligned to gcd(128, row bytes).
 _ALIGN_BYTES = 128
 
-_norm: ModuleType | None = None
+#: ``flashinfer.norm``, imported the first time the provider is found usable.
+NORM = kit.LazyVendor(PROVIDER, lambda: kit.import_module("flashinfer.norm"))
 
 
-def _fi() -> ModuleType:
-    global _norm
-    if _norm is None:
-        _norm = importlib.import_module("flashinfer.norm")
-    return _norm
+def environment_problems(
+    min_capability: tuple[int, int] = MIN_CAPABILITY, needs: str = "FlashInfer"
+) -> list[str]:
+    """What this machine lacks for FlashInfer, found without importing it: the package, a
+    CUDA (not ROCm) GPU, and ``min_capability`` (``needs`` says what requires it)."""
+    problems = []
+    if kit.module_missing("flashinfer"):
+        problems.append(
+            "flashinfer-python not installed (pip install 'ir-provider-cuda[flashinfer]')"
+        )
+    return problems + kit.nvidia_gpu_problems("FlashInfer", min_capability, needs=needs)
 
 
 def available() -> tuple[bool, str]:
@@ -55,30 +60,10 @@ def available() -> tuple[bool, str]:
     Every missing condition is named, e.g. ``"flashinfer-python not installed; no CUDA
     device"``.
     """
-    reasons = []
-    installed = importlib.util.find_spec("flashinfer") is not None
-    if not installed:
-        reasons.append(
-            "flashinfer-python not installed (pip install 'ir-provider-cuda[flashinfer]')"
-        )
-    if torch.version.hip is not None:
-        reasons.append("ROCm build of torch: FlashInfer supports NVIDIA GPUs only")
-    elif not torch.cuda.is_available():
-        reasons.append("no CUDA device")
-    else:
-        capability = torch.cuda.get_device_capability()
-        if capability < MIN_CAPABILITY:
-            reasons.append(
-                f"CUDA device has compute capability {capability[0]}.{capability[1]}; "
-                f"FlashInfer needs {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} or newer"
-            )
-    if reasons:
-        return False, "; ".join(reasons)
-    try:
-        _fi()
-    except Exception as exc:  # installed but broken: ABI mismatch with torch, missing CUDA libs
-        return False, f"import flashinfer.norm failed ({type(exc).__name__}: {exc})"
-    return True, ""
+    problems = environment_problems()
+    if problems:
+        return False, "; ".join(problems)
+    return NORM.available()
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,10 +156,11 @@ def rms_norm(
     dtype; nothing is written to ``x`` or ``weight``.
     """
     hidden = x.shape[-1]
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out = kit.empty_output(x)
     if out.numel() == 0:
         return out
-    kernel = _fi().gemma_rmsnorm if weight_bias == 1.0 else _fi().rmsnorm
+    norm = NORM.require()
+    kernel = norm.gemma_rmsnorm if weight_bias == 1.0 else norm.rmsnorm
     kernel(_aligned(_as_2d(x), hidden), _aligned(weight, hidden), epsilon, out=out.view(-1, hidden))
     return out
 
@@ -194,15 +180,11 @@ def fused_add_rms_norm(
     FlashInfer update those two in place: ``residual_out = x + residual``, ``out`` = its norm.
     Returns ``(out, residual_out)``; ``x`` and ``residual`` are never written.
     """
-    hidden = x.shape[-1]
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    residual_out = torch.empty(residual.shape, dtype=residual.dtype, device=residual.device)
-    if out.numel() == 0:
-        return out, residual_out
-    out.copy_(x)
-    residual_out.copy_(residual)
-    kernel = _fi().gemma_fused_add_rmsnorm if weight_bias == 1.0 else _fi().fused_add_rmsnorm
-    kernel(out.view(-1, hidden), residual_out.view(-1, hidden), _aligned(weight, hidden), epsilon)
+    assert weight is not None  # supports_args
+    norm = NORM.require()
+    kernel = norm.gemma_fused_add_rmsnorm if weight_bias == 1.0 else norm.fused_add_rmsnorm
+    weight = _aligned(weight, x.shape[-1])
+    out, residual_out = kit.in_place_outputs(kernel, (x, residual), weight, epsilon)
     return out, residual_out
 
 
@@ -223,4 +205,4 @@ def _aligned(t: torch.Tensor, hidden: int) -> torch.Tensor:
     """
     if t.data_ptr() % math.gcd(_ALIGN_BYTES, hidden * t.element_size()) == 0:
         return t
-    return torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)
+    return kit.empty_output(t).copy_(t)

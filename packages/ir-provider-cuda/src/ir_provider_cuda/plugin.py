@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import ir_core
+from ir_core import kit
 
 from . import flashinfer_allreduce, flashinfer_norm, torch_fused_norm, triton_norm, triton_quant
 
@@ -46,69 +47,45 @@ _ROCM_PRIORITY = {
 
 @ir_core.hookimpl
 def ir_plugin_info() -> dict[str, Any]:
-    return {
-        "name": "cuda",
-        "api_version": ir_core.API_VERSION,
-        "description": "Triton, FlashInfer and torch-fused RMS norms for NVIDIA and AMD GPUs",
-    }
+    return kit.plugin_info(
+        "cuda", "Triton, FlashInfer and torch-fused RMS norms for NVIDIA and AMD GPUs"
+    )
 
 
 @ir_core.hookimpl
 def register_impls(registry: ir_core.Registry) -> None:
-    # Read TRITON_INTERPRET now: with it, the Triton kernels also run on CPU tensors.
-    triton_devices = triton_norm.device_types()
-    for op, fn, supports in (
-        ("rms_norm", triton_norm.rms_norm, triton_norm.rms_norm_supports),
-        (
-            "fused_add_rms_norm",
-            triton_norm.fused_add_rms_norm,
-            triton_norm.fused_add_rms_norm_supports,
-        ),
-        ("dual_rms_norm", triton_norm.dual_rms_norm, triton_norm.dual_rms_norm_supports),
-        *((op, fn, supports) for op, (fn, supports) in triton_quant.IMPLS.items()),
-    ):
-        registry.register_impl(
-            op,
-            triton_norm.PROVIDER,
-            fn,
-            device_types=triton_devices,
-            supports_args=supports,
-            available=triton_norm.available,
-        )
-
-    for op, fn, supports in (
-        ("rms_norm", flashinfer_norm.rms_norm, flashinfer_norm.rms_norm_supports),
-        (
-            "fused_add_rms_norm",
-            flashinfer_norm.fused_add_rms_norm,
-            flashinfer_norm.fused_add_rms_norm_supports,
-        ),
-    ):
-        registry.register_impl(
-            op,
-            flashinfer_norm.PROVIDER,
-            fn,
-            device_types=("cuda",),
-            supports_args=supports,
-            available=flashinfer_norm.available,
-        )
-
-    registry.register_impl(
-        "rms_norm",
-        torch_fused_norm.PROVIDER,
-        torch_fused_norm.rms_norm,
+    kit.register_impls(
+        registry,
+        triton_norm.PROVIDER,
+        kit.impls_of(triton_norm, "rms_norm", "fused_add_rms_norm", "dual_rms_norm"),
+        # read TRITON_INTERPRET now: with it, the Triton kernels also run on CPU tensors
+        device_types=triton_norm.device_types(),
+        available=triton_norm.available,
+    )
+    kit.register_impls(
+        registry,
+        triton_quant.PROVIDER,
+        triton_quant.IMPLS,
+        device_types=triton_norm.device_types(),
+        available=triton_norm.available,
+    )
+    kit.register_impls(
+        registry,
+        flashinfer_norm.PROVIDER,
+        kit.impls_of(flashinfer_norm, "rms_norm", "fused_add_rms_norm"),
         device_types=("cuda",),
-        supports_args=torch_fused_norm.rms_norm_supports,
+        available=flashinfer_norm.available,
+    )
+    kit.register_impls(
+        registry,
+        torch_fused_norm.PROVIDER,
+        kit.impls_of(torch_fused_norm, "rms_norm"),
+        device_types=("cuda",),
         available=torch_fused_norm.available,
     )
-
     flashinfer_allreduce.register_impls(registry)  # when ir-fusions declared the ops
 
 
 @ir_core.hookimpl
 def platform_priority(platform: str) -> dict[str, list[str]] | None:
-    if platform == "cuda":
-        return {op: list(order) for op, order in _CUDA_PRIORITY.items()}
-    if platform == "rocm":
-        return {op: list(order) for op, order in _ROCM_PRIORITY.items()}
-    return None
+    return kit.priorities_for(platform, {"cuda": _CUDA_PRIORITY, "rocm": _ROCM_PRIORITY})

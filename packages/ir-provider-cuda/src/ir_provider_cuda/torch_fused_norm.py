@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .rows import known
+from ir_core.kit import known
 
 PROVIDER = "torch_fused"
 

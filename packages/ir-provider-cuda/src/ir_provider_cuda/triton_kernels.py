@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .rows import RowLayout, row_layout
+from ir_core.kit import RowLayout, row_layout
 
 # --------------------------------------------------------------------------------------------
 # Launch heuristics: the only place block sizes, warps and rows per program are chosen.

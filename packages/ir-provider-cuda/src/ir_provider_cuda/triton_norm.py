@@ -8,27 +8,20 @@ plugin, so a broken Triton makes this provider unavailable rather than the plugi
 
 from __future__ import annotations
 
-import importlib
 import os
-from types import ModuleType
 
 import torch
 
-from .rows import has_unit_last_stride, row_layout, same_shape
+from ir_core import kit
+from ir_core.kit import has_unit_last_stride, row_layout, same_shape
 
 PROVIDER = "triton"
 
 #: Dtypes the kernels load and store; arithmetic is fp32 whatever the mix.
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
-_kernels: ModuleType | None = None
-
-
-def _k() -> ModuleType:
-    global _kernels
-    if _kernels is None:
-        _kernels = importlib.import_module("ir_provider_cuda.triton_kernels")
-    return _kernels
+#: The kernels (which import Triton), imported on the first call.
+KERNELS = kit.LazyVendor(PROVIDER, lambda: kit.import_module("ir_provider_cuda.triton_kernels"))
 
 
 def interpret_requested() -> bool:
@@ -131,8 +124,10 @@ def rms_norm(
     ``x * rsqrt(mean(x[..., :variance_size]^2) + epsilon) * (weight + weight_bias)``, computed
     in fp32 and rounded once. ``x`` and ``weight`` are not modified.
     """
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    _k().launch_rms_norm(x, None, weight, out, None, epsilon, weight_bias, variance_size)
+    out = kit.empty_output(x)
+    KERNELS.require().launch_rms_norm(
+        x, None, weight, out, None, epsilon, weight_bias, variance_size
+    )
     return out
 
 
@@ -152,9 +147,9 @@ def fused_add_rms_norm(
     s.to(residual.dtype)``, ``out`` = the norm of the fp32 ``s`` in x's dtype.
     Neither ``x`` nor ``residual`` is modified.
     """
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    residual_out = torch.empty(residual.shape, dtype=residual.dtype, device=residual.device)
-    _k().launch_rms_norm(
+    out = kit.empty_output(x)
+    residual_out = kit.empty_output(residual)
+    KERNELS.require().launch_rms_norm(
         x, residual, weight, out, residual_out, epsilon, weight_bias, variance_size
     )
     return out, residual_out
@@ -174,7 +169,9 @@ def dual_rms_norm(
     the two halves of a split), fp32/fp16/bf16. Weights (Ha,) and (Hb,). Returns new contiguous
     ``(a_out, b_out)`` in the inputs' dtypes; the inputs are not modified.
     """
-    a_out = torch.empty(a.shape, dtype=a.dtype, device=a.device)
-    b_out = torch.empty(b.shape, dtype=b.dtype, device=b.device)
-    _k().launch_dual_rms_norm(a, a_weight, a_out, a_epsilon, b, b_weight, b_out, b_epsilon)
+    a_out = kit.empty_output(a)
+    b_out = kit.empty_output(b)
+    KERNELS.require().launch_dual_rms_norm(
+        a, a_weight, a_out, a_epsilon, b, b_weight, b_out, b_epsilon
+    )
     return a_out, b_out

@@ -10,12 +10,13 @@ rounding stays exact on GPUs and in Triton's interpreter.
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
 import torch
 
-from .rows import same_shape
+from ir_core import kit
+from ir_core.kit import same_shape
+
 from .triton_norm import PROVIDER, _rows_ok, _weight_ok
 
 __all__ = ["IMPLS", "PROVIDER"]
@@ -25,14 +26,14 @@ FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e4m3fnuz)
 #: Largest group the group kernel loads at once (64 KiB of fp32 values in registers).
 MAX_GROUP_SIZE = 16384
 
-_kernels: ModuleType | None = None
+#: The kernels (which import Triton), imported on the first call.
+KERNELS = kit.LazyVendor(
+    PROVIDER, lambda: kit.import_module("ir_provider_cuda.triton_quant_kernels")
+)
 
 
 def _k() -> ModuleType:
-    global _kernels
-    if _kernels is None:
-        _kernels = importlib.import_module("ir_provider_cuda.triton_quant_kernels")
-    return _kernels
+    return KERNELS.require()
 
 
 def _codes(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:

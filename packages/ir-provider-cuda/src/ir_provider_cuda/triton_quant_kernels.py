@@ -31,8 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .rows import RowLayout, row_layout
-from .triton_kernels import INTERPRETED, _round_to, _row_start, launch_config
+from .triton_kernels import INTERPRETED, _layout, _round_to, _row_start, launch_config
 
 # --------------------------------------------------------------------------------------------
 # Launch heuristics
@@ -406,16 +405,6 @@ def _quant_groups_kernel(
 # --------------------------------------------------------------------------------------------
 # Launchers
 # --------------------------------------------------------------------------------------------
-
-
-def _layout(t: torch.Tensor, name: str) -> RowLayout:
-    layout = row_layout(t)
-    if layout is None:  # supports_args keeps such tensors away; direct callers get told why
-        raise ValueError(
-            f"{name}: leading dims with strides {tuple(t.stride()[:-1])} do not collapse to "
-            "two row levels; pass a contiguous tensor"
-        )
-    return layout
 
 
 def _fp8_args(q: torch.Tensor) -> tuple[torch.Tensor, dict]:

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.util
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from ir_core import kit
 
 PROVIDER = "oink"
 MIN_CAPABILITY = (10, 0)
@@ -66,18 +67,11 @@ def capability_problem(index: int, name: str, capability: tuple[int, int]) -> st
     )
 
 
-def _module_missing(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is None
-    except (ImportError, ValueError):  # a missing parent package ("cuda" of "cuda.bindings")
-        return True
-
-
 @functools.lru_cache(maxsize=1)
 def environment_problems() -> tuple[str, ...]:
     """Everything missing for Oink on this machine, found without importing Oink."""
     problems = []
-    if _module_missing("kernelagent_oink") and not hasattr(torch.ops.oink, "rmsnorm"):
+    if kit.module_missing("kernelagent_oink") and not hasattr(torch.ops.oink, "rmsnorm"):
         problems.append(f"kernelagent-oink is not installed ({INSTALL_HINT})")
     if getattr(torch.version, "hip", None) is not None:
         problems.append("ROCm build of torch: Oink's kernels are for NVIDIA Blackwell GPUs")
@@ -90,7 +84,7 @@ def environment_problems() -> tuple[str, ...]:
         )
         if problem is not None:
             problems.append(problem)
-    missing = [m for m in ("cutlass", "cuda.bindings") if _module_missing(m)]
+    missing = [m for m in ("cutlass", "cuda.bindings") if kit.module_missing(m)]
     if missing:
         problems.append(
             f"CuTeDSL stack missing: {', '.join(missing)} (pip install 'ir-provider-oink[cutedsl]')"
@@ -108,10 +102,9 @@ def register_ops(
     """
     if hasattr(ops, op_name):
         return None
-    try:
-        import_module(REGISTERING_MODULE)
-    except Exception as exc:
-        return f"import {REGISTERING_MODULE} failed ({type(exc).__name__}: {exc})"
+    _, reason = kit.import_module(REGISTERING_MODULE, import_module)
+    if reason:
+        return reason
     if not hasattr(ops, op_name):
         return f"kernelagent-oink registered no torch.ops.oink.{op_name}"
     return None
@@ -149,15 +142,6 @@ def _rows_view(x: torch.Tensor) -> torch.Tensor | None:
         return None
 
 
-def _weight_ok(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
-    return (
-        weight is not None
-        and weight.dtype == x.dtype
-        and weight.dim() == 1
-        and (weight.shape[0] == 1 or weight.stride(0) == 1)
-    )
-
-
 def _options_ok(x: torch.Tensor, weight_bias: float, variance_size: int | None) -> bool:
     return weight_bias == 0.0 and (variance_size is None or variance_size == x.shape[-1])
 
@@ -173,7 +157,9 @@ def rms_norm_supports(
     row stride that is a multiple of 16 (16-bit) or 8 (fp32) elements; a contiguous (H,) weight
     of x's dtype; no ``weight_bias`` (Oink has no Gemma variant) and no ``variance_size < H``."""
     vector = vector_elements(x.dtype)
-    if vector is None or not (_weight_ok(x, weight) and _options_ok(x, weight_bias, variance_size)):
+    if vector is None or not kit.is_weight_for(x, weight):
+        return False
+    if not _options_ok(x, weight_bias, variance_size):
         return False
     rows = _rows_view(x)
     return bool(
@@ -201,7 +187,7 @@ def fused_add_rms_norm_supports(
         vector is not None
         and residual.dtype == x.dtype
         and tuple(residual.shape) == tuple(x.shape)
-        and _weight_ok(x, weight)
+        and kit.is_weight_for(x, weight)
         and _options_ok(x, weight_bias, variance_size)
         and x.shape[-1] % vector == 0
     )
@@ -219,15 +205,10 @@ def call_rms_norm(ops: Any, x: torch.Tensor, weight: torch.Tensor, epsilon: floa
     it); x is only read.
     """
     if x.numel() == 0:
-        return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        return kit.empty_output(x)
     rows = _rows_view(x)
     assert rows is not None, "supports_args admits only row-viewable x"
     return ops.rmsnorm(rows, weight, epsilon).view(x.shape)
-
-
-def _owned_rows(t: torch.Tensor) -> torch.Tensor:
-    rows = torch.empty((t.numel() // t.shape[-1], t.shape[-1]), dtype=t.dtype, device=t.device)
-    return rows.copy_(t.reshape(rows.shape))
 
 
 def call_fused_add_rms_norm(
@@ -235,14 +216,8 @@ def call_fused_add_rms_norm(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``ops.fused_add_rms_norm(out, residual_out, weight, epsilon)`` on contiguous copies of
     x and residual owned here; Oink turns them into the norm and the sum in place."""
-    if x.numel() == 0:
-        return (
-            torch.empty(x.shape, dtype=x.dtype, device=x.device),
-            torch.empty(residual.shape, dtype=residual.dtype, device=residual.device),
-        )
-    out, residual_out = _owned_rows(x), _owned_rows(residual)
-    ops.fused_add_rms_norm(out, residual_out, weight, epsilon)
-    return out.view(x.shape), residual_out.view(residual.shape)
+    out, residual_out = kit.in_place_outputs(ops.fused_add_rms_norm, (x, residual), weight, epsilon)
+    return out, residual_out
 
 
 # --------------------------------------------------------------------------------------------

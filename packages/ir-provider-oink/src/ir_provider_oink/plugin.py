@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import ir_core
+from ir_core import kit
 
 from . import oink_norm
 
@@ -22,35 +23,22 @@ _CUDA_PRIORITY = {"rms_norm": [oink_norm.PROVIDER]}
 
 @ir_core.hookimpl
 def ir_plugin_info() -> dict[str, Any]:
-    return {
-        "name": "oink",
-        "api_version": ir_core.API_VERSION,
-        "description": "KernelAgent-Oink CuTeDSL RMS norm kernels for NVIDIA Blackwell (SM100+)",
-    }
+    return kit.plugin_info(
+        "oink", "KernelAgent-Oink CuTeDSL RMS norm kernels for NVIDIA Blackwell (SM100+)"
+    )
 
 
 @ir_core.hookimpl
 def register_impls(registry: ir_core.Registry) -> None:
-    registry.register_impl(
-        "rms_norm",
+    # each op has its own availability check (available_<op>): Oink registers its ops one by one
+    kit.register_impls(
+        registry,
         oink_norm.PROVIDER,
-        oink_norm.rms_norm,
+        kit.impls_of(oink_norm, "rms_norm", "fused_add_rms_norm"),
         device_types=("cuda",),
-        supports_args=oink_norm.rms_norm_supports,
-        available=oink_norm.available_rms_norm,
-    )
-    registry.register_impl(
-        "fused_add_rms_norm",
-        oink_norm.PROVIDER,
-        oink_norm.fused_add_rms_norm,
-        device_types=("cuda",),
-        supports_args=oink_norm.fused_add_rms_norm_supports,
-        available=oink_norm.available_fused_add_rms_norm,
     )
 
 
 @ir_core.hookimpl
 def platform_priority(platform: str) -> dict[str, list[str]] | None:
-    if platform == "cuda":
-        return {op: list(order) for op, order in _CUDA_PRIORITY.items()}
-    return None
+    return kit.priorities_for(platform, {"cuda": _CUDA_PRIORITY})

@@ -56,14 +56,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import importlib.util
 import inspect
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from ir_core import kit
 
 PROVIDER = "aiter"
 
@@ -177,10 +177,6 @@ def _backend_name(backend: Callable[[], Any]) -> str:
 # Loading and availability
 # --------------------------------------------------------------------------------------------
 
-_lock = threading.Lock()
-#: (api, reason): filled once by :func:`load`; api is None when AITER cannot be used.
-_loaded: tuple[AiterApi | None, str] | None = None
-
 
 def _version() -> str:
     try:
@@ -192,7 +188,7 @@ def _version() -> str:
 def environment_problems() -> list[str]:
     """Why this machine cannot run AITER, without importing it (empty when it can try)."""
     problems = []
-    if importlib.util.find_spec("aiter") is None:
+    if kit.module_missing("aiter"):
         problems.append(f"AITER is not installed ({INSTALL_HINT})")
     if getattr(torch.version, "hip", None) is None:
         problems.append(
@@ -212,10 +208,9 @@ def import_and_probe(
     ``import aiter`` raises RuntimeError on a machine without ROCm and can fail in other ways
     (HIP runtime, JIT build of a kernel module), so every exception type counts.
     """
-    try:
-        module = import_module("aiter")
-    except Exception as exc:
-        return None, f"import aiter failed ({type(exc).__name__}: {exc})"
+    module, reason = kit.import_module("aiter", import_module)
+    if reason:
+        return None, reason
     api = probe(module, _version())
     if api.rms_norm is None and api.fused_add is None:
         origin = getattr(module, "__file__", "?")
@@ -226,30 +221,16 @@ def import_and_probe(
     return api, ""
 
 
-def _load_uncached() -> tuple[AiterApi | None, str]:
-    problems = environment_problems()
-    if problems:
-        return None, "; ".join(problems)
-    return import_and_probe()
-
-
-def load() -> tuple[AiterApi | None, str]:
-    """``(api, "")`` when AITER is usable here, else ``(None, reason)``; decided once."""
-    global _loaded
-    if _loaded is None:
-        with _lock:
-            if _loaded is None:
-                _loaded = _load_uncached()
-    return _loaded
-
-
-def loaded_api() -> AiterApi | None:
-    """The probed API if :func:`load` already ran and succeeded; never imports anything.
-
-    ``supports_args`` reads capabilities through this: ir-core evaluates availability (which
-    loads AITER) before it asks ``supports_args``, and a predicate must not import libraries.
-    """
-    return _loaded[0] if _loaded is not None else None
+#: AITER for this process, probed once: the machine first, then the import.
+AITER: kit.LazyVendor[AiterApi] = kit.LazyVendor(
+    PROVIDER, import_and_probe, problems=environment_problems
+)
+#: ``(api, "")`` when AITER is usable here, else ``(None, reason)``; decided once.
+load = AITER.load
+#: The probed API if :func:`load` already succeeded; never imports anything. ``supports_args``
+#: reads capabilities through this: ir-core evaluates availability (which loads AITER) before
+#: it asks ``supports_args``, and a predicate must not import libraries.
+loaded_api = AITER.loaded
 
 
 def _available(entry: str, present: Callable[[AiterApi], bool]) -> tuple[bool, str]:
@@ -281,15 +262,6 @@ def available_dual_rms_norm() -> tuple[bool, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _weight_ok(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
-    return (
-        weight is not None
-        and weight.dtype == x.dtype
-        and weight.dim() == 1
-        and (weight.shape[0] == 1 or weight.stride(0) == 1)
-    )
-
-
 def _plain(x: torch.Tensor, variance_size: int | None) -> bool:
     return x.dtype in SUPPORTED_DTYPES and (variance_size is None or variance_size == x.shape[-1])
 
@@ -312,7 +284,7 @@ def rms_norm_supported(
     and only for H <= :data:`GEMMA_MAX_HIDDEN`. Any layout: the wrapper makes the 2-D contiguous
     copy AITER needs when x is not contiguous already.
     """
-    if not (_plain(x, variance_size) and _weight_ok(x, weight)):
+    if not (_plain(x, variance_size) and kit.is_weight_for(x, weight)):
         return False
     if weight_bias == 0.0:
         return _plain_hidden_ok(api, x)
@@ -339,7 +311,7 @@ def fused_add_rms_norm_supported(
     """
     if not (
         _plain(x, variance_size)
-        and _weight_ok(x, weight)
+        and kit.is_weight_for(x, weight)
         and residual.dtype == x.dtype
         and tuple(residual.shape) == tuple(x.shape)
     ):
@@ -362,8 +334,8 @@ def dual_rms_norm_supported(
     return bool(
         a.dtype in SUPPORTED_DTYPES
         and b.dtype == a.dtype
-        and _weight_ok(a, a_weight)
-        and _weight_ok(b, b_weight)
+        and kit.is_weight_for(a, a_weight)
+        and kit.is_weight_for(b, b_weight)
         and tuple(a.shape[:-1]) == tuple(b.shape[:-1])
         and 1 <= a.shape[-1] <= DUAL_MAX_HIDDEN
         and 1 <= b.shape[-1] <= DUAL_MAX_HIDDEN
@@ -390,7 +362,7 @@ def call_rms_norm(
     ``aiter.rmsnorm(out2d, x2d, weight, epsilon, True)`` (``gemma_norm`` is that stub's fifth
     and last parameter). Returns a new tensor of x's shape and dtype."""
     if x.numel() == 0:
-        return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        return kit.empty_output(x)
     x2d = _rows(x)
     if weight_bias == 1.0:
         assert api.gemma_rms_norm is not None, "supports_args admits weight_bias=1.0 only then"
@@ -416,8 +388,7 @@ def call_fused_add_rms_norm(
     AITER writes only ``out`` and ``residual_out``, which are allocated here: x and residual
     are read, never written. Returns ``(out, residual_out)`` in the shapes of x and residual.
     """
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    residual_out = torch.empty(residual.shape, dtype=residual.dtype, device=residual.device)
+    out, residual_out = kit.empty_output(x), kit.empty_output(residual)
     if x.numel() == 0:
         return out, residual_out
     assert api.fused_add is not None
@@ -451,10 +422,7 @@ def call_dual_rms_norm(
     some of its builds normalise in place. Returns new tensors of a's and b's shapes.
     """
     if a.numel() == 0 or b.numel() == 0:
-        return (
-            torch.empty(a.shape, dtype=a.dtype, device=a.device),
-            torch.empty(b.shape, dtype=b.dtype, device=b.device),
-        )
+        return kit.empty_output(a), kit.empty_output(b)
     assert api.dual is not None
     a2d, b2d = _rows(a), _rows(b)
     if api.dual_form == DUAL_LEGACY:
@@ -482,13 +450,6 @@ def call_dual_rms_norm(
 # --------------------------------------------------------------------------------------------
 
 
-def _api() -> AiterApi:
-    api, reason = load()
-    if api is None:  # ir-core never dispatches to an unavailable provider
-        raise RuntimeError(f"the aiter provider is unavailable: {reason}")
-    return api
-
-
 def rms_norm(
     x: torch.Tensor,
     weight: torch.Tensor | None,
@@ -498,7 +459,7 @@ def rms_norm(
 ) -> torch.Tensor:
     """RMSNorm of x (..., H), fp16/bf16, by AITER; see :func:`call_rms_norm`. Functional."""
     assert weight is not None
-    return call_rms_norm(_api(), x, weight, epsilon, weight_bias)
+    return call_rms_norm(AITER.require(), x, weight, epsilon, weight_bias)
 
 
 def rms_norm_supports(
@@ -522,7 +483,7 @@ def fused_add_rms_norm(
     """``(norm(x + residual), x + residual)`` by AITER, out of place; see
     :func:`call_fused_add_rms_norm`."""
     assert weight is not None
-    return call_fused_add_rms_norm(_api(), x, residual, weight, epsilon, weight_bias)
+    return call_fused_add_rms_norm(AITER.require(), x, residual, weight, epsilon, weight_bias)
 
 
 def fused_add_rms_norm_supports(
@@ -547,7 +508,7 @@ def dual_rms_norm(
     b_epsilon: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Both norms in one AITER launch; see :func:`call_dual_rms_norm`. Functional."""
-    return call_dual_rms_norm(_api(), a, a_weight, b, b_weight, a_epsilon, b_epsilon)
+    return call_dual_rms_norm(AITER.require(), a, a_weight, b, b_weight, a_epsilon, b_epsilon)
 
 
 def dual_rms_norm_supports(

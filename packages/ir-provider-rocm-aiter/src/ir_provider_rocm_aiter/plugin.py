@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import ir_core
+from ir_core import kit
 
 from . import aiter_norm
 
@@ -25,48 +26,24 @@ _ROCM_PRIORITY = {
 
 @ir_core.hookimpl
 def ir_plugin_info() -> dict[str, Any]:
-    return {
-        "name": "rocm_aiter",
-        "api_version": ir_core.API_VERSION,
-        "description": "AMD AITER RMS norm kernels (rms_norm, fused add, dual q/k) for ROCm GPUs",
-    }
+    return kit.plugin_info(
+        "rocm_aiter",
+        "AMD AITER RMS norm kernels (rms_norm, fused add, dual q/k) for ROCm GPUs",
+    )
 
 
 @ir_core.hookimpl
 def register_impls(registry: ir_core.Registry) -> None:
-    # torch calls ROCm devices "cuda", so that is the device type AITER's kernels run on.
-    for op, fn, supports, available in (
-        (
-            "rms_norm",
-            aiter_norm.rms_norm,
-            aiter_norm.rms_norm_supports,
-            aiter_norm.available_rms_norm,
-        ),
-        (
-            "fused_add_rms_norm",
-            aiter_norm.fused_add_rms_norm,
-            aiter_norm.fused_add_rms_norm_supports,
-            aiter_norm.available_fused_add_rms_norm,
-        ),
-        (
-            "dual_rms_norm",
-            aiter_norm.dual_rms_norm,
-            aiter_norm.dual_rms_norm_supports,
-            aiter_norm.available_dual_rms_norm,
-        ),
-    ):
-        registry.register_impl(
-            op,
-            aiter_norm.PROVIDER,
-            fn,
-            device_types=("cuda",),
-            supports_args=supports,
-            available=available,
-        )
+    # each op has its own availability check (available_<op>): releases lack some entry points
+    kit.register_impls(
+        registry,
+        aiter_norm.PROVIDER,
+        kit.impls_of(aiter_norm, "rms_norm", "fused_add_rms_norm", "dual_rms_norm"),
+        # torch calls ROCm devices "cuda", so that is the device type AITER's kernels run on
+        device_types=("cuda",),
+    )
 
 
 @ir_core.hookimpl
 def platform_priority(platform: str) -> dict[str, list[str]] | None:
-    if platform == "rocm":
-        return {op: list(order) for op, order in _ROCM_PRIORITY.items()}
-    return None
+    return kit.priorities_for(platform, {"rocm": _ROCM_PRIORITY})

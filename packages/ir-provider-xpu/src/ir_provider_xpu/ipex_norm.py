@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from ir_core import kit
 
 PROVIDER = "ipex"
 DISTRIBUTION = "intel-extension-for-pytorch"
@@ -93,11 +94,15 @@ def load_from(
     mismatch = version_mismatch(ipex_version, torch_version)
     if mismatch is not None:
         return None, mismatch
-    try:
-        import_module("intel_extension_for_pytorch")
-        functional = import_module("intel_extension_for_pytorch.llm.functional")
-    except Exception as exc:  # IPEX's import can fail in many ways; each one is a reason
-        return None, f"import intel_extension_for_pytorch failed ({type(exc).__name__}: {exc})"
+    # IPEX's import can fail in many ways; each one is a reason
+    _, reason = kit.import_module("intel_extension_for_pytorch", import_module)
+    if reason:
+        return None, reason
+    functional, reason = kit.import_module(
+        "intel_extension_for_pytorch.llm.functional", import_module
+    )
+    if reason:
+        return None, reason
     missing = [n for n in ("rms_norm", "add_rms_norm") if not callable(getattr(functional, n, 0))]
     if missing:
         return None, f"IPEX {ipex_version} has no ipex.llm.functional.{' or .'.join(missing)}"
@@ -110,28 +115,12 @@ def load_from(
     return IpexApi(ipex_version, functional, xpu), ""
 
 
-_lock = threading.Lock()
-_loaded: tuple[IpexApi | None, str] | None = None
-
-
-def load() -> tuple[IpexApi | None, str]:
-    """IPEX for this process, decided once: ``(api, "")`` or ``(None, reason)``."""
-    global _loaded
-    if _loaded is None:
-        with _lock:
-            if _loaded is None:
-                _loaded = load_from(*installed_versions())
-    return _loaded
-
-
-def loaded_api() -> IpexApi | None:
-    """The loaded IPEX if :func:`load` already succeeded; never imports (for supports_args)."""
-    return _loaded[0] if _loaded is not None else None
-
-
-def available() -> tuple[bool, str]:
-    api, reason = load()
-    return api is not None, reason
+#: IPEX for this process, decided once (versions first, then the import).
+IPEX: kit.LazyVendor[IpexApi] = kit.LazyVendor(PROVIDER, lambda: load_from(*installed_versions()))
+#: ``(api, "")`` or ``(None, reason)``; :func:`loaded_api` never imports (for supports_args).
+load = IPEX.load
+loaded_api = IPEX.loaded
+available = IPEX.available
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,10 +146,7 @@ def supported(
     return bool(
         (device == "cpu" or (device == "xpu" and api is not None and api.xpu))
         and x.dtype in SUPPORTED_DTYPES
-        and weight is not None
-        and weight.dtype == x.dtype
-        and weight.dim() == 1
-        and (weight.shape[0] == 1 or weight.stride(0) == 1)
+        and kit.is_weight_for(x, weight)
         and weight_bias == 0.0
         and (variance_size is None or variance_size == x.shape[-1])
     )
@@ -182,7 +168,7 @@ def call_rms_norm(
 ) -> torch.Tensor:
     """``functional.rms_norm(x, weight, epsilon)``: a new tensor of x's shape and dtype."""
     if x.numel() == 0:
-        return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        return kit.empty_output(x)
     return functional.rms_norm(_layout_for(x), weight, epsilon)
 
 
@@ -193,10 +179,7 @@ def call_fused_add_rms_norm(
     ``torch.add(x, residual)`` for ``residual_out`` (see the module docstring for why not
     ``add_back``). Neither writes into x or residual."""
     if x.numel() == 0:
-        return (
-            torch.empty(x.shape, dtype=x.dtype, device=x.device),
-            torch.empty(residual.shape, dtype=residual.dtype, device=residual.device),
-        )
+        return kit.empty_output(x), kit.empty_output(residual)
     x_in, residual_in = _layout_for(x), _layout_for(residual)
     out = functional.add_rms_norm(residual_in, x_in, weight, None, epsilon, False)
     return out, torch.add(x, residual)
@@ -205,13 +188,6 @@ def call_fused_add_rms_norm(
 # --------------------------------------------------------------------------------------------
 # Impls
 # --------------------------------------------------------------------------------------------
-
-
-def _functional() -> Any:
-    api, reason = load()
-    if api is None:  # ir-core never dispatches to an unavailable provider
-        raise RuntimeError(f"the ipex provider is unavailable: {reason}")
-    return api.functional
 
 
 def rms_norm(
@@ -223,7 +199,7 @@ def rms_norm(
 ) -> torch.Tensor:
     """RMSNorm of x (..., H) by IPEX on CPU or XPU; see :func:`call_rms_norm`. Functional."""
     assert weight is not None
-    return call_rms_norm(_functional(), x, weight, epsilon)
+    return call_rms_norm(IPEX.require().functional, x, weight, epsilon)
 
 
 def rms_norm_supports(
@@ -246,7 +222,7 @@ def fused_add_rms_norm(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(norm(x + residual), x + residual)`` by IPEX; see :func:`call_fused_add_rms_norm`."""
     assert weight is not None
-    return call_fused_add_rms_norm(_functional(), x, residual, weight, epsilon)
+    return call_fused_add_rms_norm(IPEX.require().functional, x, residual, weight, epsilon)
 
 
 def fused_add_rms_norm_supports(

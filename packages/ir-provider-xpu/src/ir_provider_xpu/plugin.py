@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import ir_core
+from ir_core import kit
 
 from . import ipex_norm, xpu_kernels_norm
 
@@ -25,47 +26,29 @@ _XPU_PRIORITY = {
 
 @ir_core.hookimpl
 def ir_plugin_info() -> dict[str, Any]:
-    return {
-        "name": "xpu",
-        "api_version": ir_core.API_VERSION,
-        "description": "Intel RMS norm kernels: IPEX (XPU and CPU) and vllm-xpu-kernels (XPU)",
-    }
+    return kit.plugin_info(
+        "xpu", "Intel RMS norm kernels: IPEX (XPU and CPU) and vllm-xpu-kernels (XPU)"
+    )
 
 
 @ir_core.hookimpl
 def register_impls(registry: ir_core.Registry) -> None:
-    for op, fn, supports in (
-        ("rms_norm", ipex_norm.rms_norm, ipex_norm.rms_norm_supports),
-        ("fused_add_rms_norm", ipex_norm.fused_add_rms_norm, ipex_norm.fused_add_rms_norm_supports),
-    ):
-        registry.register_impl(
-            op,
-            ipex_norm.PROVIDER,
-            fn,
-            device_types=("xpu", "cpu"),
-            supports_args=supports,
-            available=ipex_norm.available,
-        )
-    for op, fn, supports in (
-        ("rms_norm", xpu_kernels_norm.rms_norm, xpu_kernels_norm.rms_norm_supports),
-        (
-            "fused_add_rms_norm",
-            xpu_kernels_norm.fused_add_rms_norm,
-            xpu_kernels_norm.fused_add_rms_norm_supports,
-        ),
-    ):
-        registry.register_impl(
-            op,
-            xpu_kernels_norm.PROVIDER,
-            fn,
-            device_types=("xpu",),
-            supports_args=supports,
-            available=xpu_kernels_norm.available,
-        )
+    kit.register_impls(
+        registry,
+        ipex_norm.PROVIDER,
+        kit.impls_of(ipex_norm, "rms_norm", "fused_add_rms_norm"),
+        device_types=("xpu", "cpu"),
+        available=ipex_norm.available,
+    )
+    kit.register_impls(
+        registry,
+        xpu_kernels_norm.PROVIDER,
+        kit.impls_of(xpu_kernels_norm, "rms_norm", "fused_add_rms_norm"),
+        device_types=("xpu",),
+        available=xpu_kernels_norm.available,
+    )
 
 
 @ir_core.hookimpl
 def platform_priority(platform: str) -> dict[str, list[str]] | None:
-    if platform == "xpu":
-        return {op: list(order) for op, order in _XPU_PRIORITY.items()}
-    return None
+    return kit.priorities_for(platform, {"xpu": _XPU_PRIORITY})

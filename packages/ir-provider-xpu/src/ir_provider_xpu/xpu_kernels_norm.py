@@ -22,12 +22,12 @@ the weight multiply, and the fused kernel normalises the sum *rounded* to the el
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from ir_core import kit
 
 PROVIDER = "xpu_kernels"
 DISTRIBUTION = "vllm-xpu-kernels"
@@ -41,7 +41,7 @@ _OPS = ("rms_norm", "fused_add_rms_norm")
 def environment_problems() -> list[str]:
     """Why vllm-xpu-kernels cannot run here, without importing it (empty when it can try)."""
     problems = []
-    if importlib.util.find_spec("vllm_xpu_kernels") is None:
+    if kit.module_missing("vllm_xpu_kernels"):
         problems.append(f"vllm-xpu-kernels is not installed ({INSTALL_HINT})")
     xpu = getattr(torch, "xpu", None)
     if xpu is None or not xpu.is_available():
@@ -53,10 +53,9 @@ def import_ops(
     import_module: Callable[[str], Any] = importlib.import_module,
 ) -> tuple[Any | None, str]:
     """Import ``vllm_xpu_kernels._C`` and return ``torch.ops._C``; any exception is a reason."""
-    try:
-        import_module("vllm_xpu_kernels._C")
-    except Exception as exc:  # built for another torch, missing SYCL runtime, ...
-        return None, f"import vllm_xpu_kernels._C failed ({type(exc).__name__}: {exc})"
+    _, reason = kit.import_module("vllm_xpu_kernels._C", import_module)
+    if reason:  # built for another torch, missing SYCL runtime, ...
+        return None, reason
     ops = torch.ops._C
     missing = [name for name in _OPS if not hasattr(ops, name)]
     if missing:
@@ -64,38 +63,16 @@ def import_ops(
     return ops, ""
 
 
-_lock = threading.Lock()
-_loaded: tuple[Any | None, str] | None = None
-
-
-def load() -> tuple[Any | None, str]:
-    """``(torch.ops._C, "")`` when the kernels are usable here, else ``(None, reason)``."""
-    global _loaded
-    if _loaded is None:
-        with _lock:
-            if _loaded is None:
-                problems = environment_problems()
-                _loaded = (None, "; ".join(problems)) if problems else import_ops()
-    return _loaded
-
-
-def available() -> tuple[bool, str]:
-    ops, reason = load()
-    return ops is not None, reason
+#: ``torch.ops._C`` once vllm-xpu-kernels registered its ops: loaded on first use, once.
+KERNELS = kit.LazyVendor(PROVIDER, import_ops, problems=environment_problems)
+#: ``(torch.ops._C, "")`` when the kernels are usable here, else ``(None, reason)``.
+load = KERNELS.load
+available = KERNELS.available
 
 
 # --------------------------------------------------------------------------------------------
 # supports_args
 # --------------------------------------------------------------------------------------------
-
-
-def _weight_ok(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
-    return (
-        weight is not None
-        and weight.dtype == x.dtype
-        and weight.dim() == 1
-        and (weight.shape[0] == 1 or weight.stride(0) == 1)
-    )
 
 
 def rms_norm_supports(
@@ -109,7 +86,7 @@ def rms_norm_supports(
     ``variance_size < H`` (the kernels have neither). Any layout: the wrapper copies to rows."""
     return bool(
         x.dtype in RMS_NORM_DTYPES
-        and _weight_ok(x, weight)
+        and kit.is_weight_for(x, weight)
         and weight_bias == 0.0
         and (variance_size is None or variance_size == x.shape[-1])
     )
@@ -128,7 +105,7 @@ def fused_add_rms_norm_supports(
         x.dtype in FUSED_ADD_DTYPES
         and residual.dtype == x.dtype
         and tuple(residual.shape) == tuple(x.shape)
-        and _weight_ok(x, weight)
+        and kit.is_weight_for(x, weight)
         and weight_bias == 0.0
         and (variance_size is None or variance_size == x.shape[-1])
     )
@@ -139,15 +116,9 @@ def fused_add_rms_norm_supports(
 # --------------------------------------------------------------------------------------------
 
 
-def _owned_rows(t: torch.Tensor) -> torch.Tensor:
-    """A new contiguous (N, H) copy of t that the in-place kernel may overwrite."""
-    rows = torch.empty((t.numel() // t.shape[-1], t.shape[-1]), dtype=t.dtype, device=t.device)
-    return rows.copy_(t.reshape(rows.shape))
-
-
 def call_rms_norm(ops: Any, x: torch.Tensor, weight: torch.Tensor, epsilon: float) -> torch.Tensor:
     """``ops.rms_norm(out, x2d, weight, epsilon)`` into a new contiguous ``out`` of x's shape."""
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out = kit.empty_output(x)
     if x.numel() == 0:
         return out
     hidden = x.shape[-1]
@@ -160,26 +131,13 @@ def call_fused_add_rms_norm(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``ops.fused_add_rms_norm(out, residual_out, weight, epsilon)`` on owned copies of x and
     residual: the kernel turns them into the norm and the sum. x and residual stay untouched."""
-    if x.numel() == 0:
-        return (
-            torch.empty(x.shape, dtype=x.dtype, device=x.device),
-            torch.empty(residual.shape, dtype=residual.dtype, device=residual.device),
-        )
-    out, residual_out = _owned_rows(x), _owned_rows(residual)
-    ops.fused_add_rms_norm(out, residual_out, weight, epsilon)
-    return out.view(x.shape), residual_out.view(residual.shape)
+    out, residual_out = kit.in_place_outputs(ops.fused_add_rms_norm, (x, residual), weight, epsilon)
+    return out, residual_out
 
 
 # --------------------------------------------------------------------------------------------
 # Impls
 # --------------------------------------------------------------------------------------------
-
-
-def _ops() -> Any:
-    ops, reason = load()
-    if ops is None:  # ir-core never dispatches to an unavailable provider
-        raise RuntimeError(f"the xpu_kernels provider is unavailable: {reason}")
-    return ops
 
 
 def rms_norm(
@@ -191,7 +149,7 @@ def rms_norm(
 ) -> torch.Tensor:
     """RMSNorm of x (..., H) on an Intel GPU; see :func:`call_rms_norm`. Functional."""
     assert weight is not None
-    return call_rms_norm(_ops(), x, weight, epsilon)
+    return call_rms_norm(KERNELS.require(), x, weight, epsilon)
 
 
 def fused_add_rms_norm(
@@ -205,4 +163,4 @@ def fused_add_rms_norm(
     """``(norm(x + residual), x + residual)`` on an Intel GPU; see
     :func:`call_fused_add_rms_norm`. Functional."""
     assert weight is not None
-    return call_fused_add_rms_norm(_ops(), x, residual, weight, epsilon)
+    return call_fused_add_rms_norm(KERNELS.require(), x, residual, weight, epsilon)

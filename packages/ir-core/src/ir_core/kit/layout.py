@@ -1,6 +1,6 @@
-"""How a tensor of shape (..., H) is walked row by row without copying it.
+"""Shape and stride predicates for ``supports_args``: how a (..., H) tensor is walked row by row.
 
-Every kernel in this package treats its input as ``n_rows`` rows of ``H`` elements with a unit
+Norm-like kernels treat their input as ``n_rows`` rows of ``H`` elements with a unit
 stride along H. The leading dims are described by at most two levels, ``outer`` and ``inner``, so
 that the row ``r`` starts at ``(r // inner_rows) * stride_outer + (r % inner_rows) * stride_inner``.
 Two levels cover every 2-D view (strided rows, e.g. one half of a split), every 3-D tensor
@@ -87,3 +87,14 @@ def has_unit_last_stride(t: torch.Tensor) -> bool:
 def same_shape(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Shapes provably equal (symbolic dims compared without adding guards)."""
     return a.dim() == b.dim() and all(known(x == y) for x, y in zip(a.shape, b.shape))
+
+
+def is_weight_for(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
+    """``weight`` is a (H,) vector of x's dtype with unit stride: what kernels that read gamma
+    in the activation's dtype take (None is not a weight)."""
+    return (
+        weight is not None
+        and weight.dtype == x.dtype
+        and weight.dim() == 1
+        and has_unit_last_stride(weight)
+    )

@@ -1,8 +1,9 @@
 """``ir-core new-provider NAME``: the files of a provider package that passes the kit as made.
 
 The templates below are the smallest complete provider: an entry point, the hooks, one correct
-``rms_norm`` impl with its ``supports_args`` and ``available`` check, and a test that runs the
-conformance kit. A vendor replaces the kernel body and the device types, and keeps the rest.
+``rms_norm`` impl with its ``supports_args`` and its lazily loaded library, all built on
+:mod:`ir_core.kit`, and a test that runs the conformance kit. A vendor replaces the kernel body,
+the library it loads and the device types, and keeps the rest.
 ``$name`` is the provider name (an identifier), ``$dist`` the distribution name
 (``ir-provider-<name>``), ``$module`` the import name (``ir_provider_<name>``).
 """
@@ -14,7 +15,8 @@ import re
 from pathlib import Path
 from string import Template
 
-from .op import NATIVE
+from ..op import NATIVE
+from ..version import __version__
 
 PYPROJECT = """\
 [build-system]
@@ -57,7 +59,8 @@ ir-core bench rms_norm                 # $name next to every other impl
 ```
 
 Replace the body of `$module.rms_norm.rms_norm` with your kernel, set `DEVICE_TYPES`,
-`SUPPORTED_DTYPES` and `available()` to what it needs, and keep the conformance test passing.
+`SUPPORTED_DTYPES` and `_load()` (the library it imports) to what it needs, and keep the
+conformance test passing.
 See ir-core's `docs/writing-a-provider.md`.
 """
 
@@ -71,9 +74,9 @@ PLUGIN = '''\
 """ir-core plugin of $dist: registers the `$name` provider.
 
 Found through the entry point `$name = "$module.plugin"` in the group `ir_core.plugins`.
-Keep this module cheap to import: ir-core imports it on first dispatch. Import kernel
-libraries in `available()`, so a missing library makes the provider "unavailable: <reason>"
-instead of quarantining the plugin.
+Keep this module cheap to import: ir-core imports it on first dispatch. The kernel library is
+imported by `rms_norm.LIBRARY` the first time ir-core considers `$name`, so a missing library
+makes the provider "unavailable: <reason>" instead of quarantining the plugin.
 """
 
 from __future__ import annotations
@@ -81,45 +84,43 @@ from __future__ import annotations
 from typing import Any
 
 import ir_core
+from ir_core import kit
 
 from . import rms_norm
 
-#: Platforms where $name should run before the other providers by default. Leave it empty until
-#: `ir-core bench rms_norm` on that platform shows $name wins; users can always opt in with
-#: IR_CORE_OP_PRIORITY="rms_norm=$name" or `with ir_core.set_priority(rms_norm=["$name"])`.
-PREFERRED_ON: tuple[str, ...] = ()
+#: The default order per platform, e.g. `{"cuda": {"rms_norm": [rms_norm.PROVIDER]}}`. Leave it
+#: empty until `ir-core bench rms_norm` on that platform shows $name wins; users can always opt
+#: in with IR_CORE_OP_PRIORITY="rms_norm=$name" or `with ir_core.set_priority(rms_norm=["$name"])`.
+PRIORITY: dict[str, dict[str, list[str]]] = {}
 
 
 @ir_core.hookimpl
 def ir_plugin_info() -> dict[str, Any]:
-    return {
-        "name": "$name",
-        "api_version": ir_core.API_VERSION,
-        "description": "$name kernels for ir-core",
-    }
+    return kit.plugin_info(
+        name="$name",
+        description="$name kernels for ir-core",
+    )
 
 
 @ir_core.hookimpl
 def register_impls(registry: ir_core.Registry) -> None:
-    registry.register_impl(
-        "rms_norm",
+    kit.register_impls(
+        registry,
         rms_norm.PROVIDER,
-        rms_norm.rms_norm,
+        # {op: (module.<op>, module.<op>_supports)}: one name per op you add
+        kit.impls_of(rms_norm, "rms_norm"),
         device_types=rms_norm.DEVICE_TYPES,
-        supports_args=rms_norm.rms_norm_supports,
-        available=rms_norm.available,
+        available=rms_norm.LIBRARY.available,
     )
 
 
 @ir_core.hookimpl
 def platform_priority(platform: str) -> dict[str, list[str]] | None:
-    if platform in PREFERRED_ON:
-        return {"rms_norm": [rms_norm.PROVIDER]}
-    return None
+    return kit.priorities_for(platform, PRIORITY)
 '''
 
 KERNEL = '''\
-"""The `$name` impl of ir-core's `rms_norm`: the kernel, its predicate and its availability.
+"""The `$name` impl of ir-core's `rms_norm`: the kernel, its predicate and its library.
 
 The signature must be the op's exactly (names, annotations, defaults): ir-core checks it at
 registration and quarantines the plugin on a mismatch. The semantics are ir-core's native
@@ -128,7 +129,10 @@ registration and quarantines the plugin on a mismatch. The semantics are ir-core
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import torch
+from ir_core import kit
 
 PROVIDER = "$name"
 
@@ -139,13 +143,20 @@ DEVICE_TYPES: tuple[str, ...] = ("cpu",)
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def available() -> tuple[bool, str]:
-    """Whether the kernel can run in this process, and if not, why (shown by ir-core).
+def _load() -> tuple[ModuleType | None, str]:
+    """Import the kernel library and check what it needs (device, capability, version):
+    `(library, "")`, or `(None, reason)` -- the reason ir-core shows for "unavailable".
 
-    Evaluated once, the first time ir-core considers `$name`. Import your kernel library
-    and check the device capability here.
+    Runs once, the first time ir-core considers `$name`. Replace the stand-in (torch itself)
+    with your library's module; `kit.import_module` turns any import failure into a reason.
     """
-    return True, ""
+    return kit.import_module("torch")
+
+
+#: The library, loaded lazily: `LIBRARY.available` is the provider's availability check,
+#: `LIBRARY.loaded()` what `supports_args` may read (it never imports), `LIBRARY.require()`
+#: what the kernel calls.
+LIBRARY = kit.LazyVendor(PROVIDER, _load)
 
 
 def rms_norm_supports(
@@ -157,11 +168,12 @@ def rms_norm_supports(
 ) -> bool:
     """Which calls the kernel takes. Read dtypes, devices, ranks, strides and the non-tensor
     arguments only (never values, never the number of tokens): ir-core also calls this on
-    FakeTensors with symbolic token counts while compiling, and caches the answer per layout."""
+    FakeTensors with symbolic token counts while compiling, and caches the answer per layout.
+    The `kit` predicates decide what is statically known without adding guards."""
     return (
         x.dtype in SUPPORTED_DTYPES
         and (weight is None or weight.dtype in SUPPORTED_DTYPES)
-        and x.stride(-1) == 1
+        and kit.has_unit_last_stride(x)
     )
 
 
@@ -174,11 +186,13 @@ def rms_norm(
 ) -> torch.Tensor:
     """RMSNorm over the last dimension of `x` (shape `(..., H)`), returned in x's dtype.
 
-    Replace this body with your kernel's launch. It must not write into its inputs.
+    Replace this body with your kernel's launch. It must not write into its inputs: a kernel
+    that works in place gets `kit.owned_rows(x)`, a copy it may overwrite.
     """
+    library = LIBRARY.require()  # the stand-in library is torch itself
     xf = x.float()
     columns = xf if variance_size is None else xf[..., :variance_size]
-    out = xf * torch.rsqrt(columns.square().mean(dim=-1, keepdim=True) + epsilon)
+    out = xf * library.rsqrt(columns.square().mean(dim=-1, keepdim=True) + epsilon)
     if weight is not None:
         out = out * (weight.float() + weight_bias)
     return out.to(x.dtype)
@@ -227,8 +241,6 @@ class ScaffoldError(ValueError):
 
 def names_for(provider: str) -> dict[str, str]:
     """The template's substitutions for ``provider``."""
-    from . import __version__
-
     if not _PROVIDER_NAME.fullmatch(provider) or keyword.iskeyword(provider):
         raise ScaffoldError(
             f"provider name {provider!r} must be a lowercase identifier "
