@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from numbers import Real
 
 import torch
+import torch.nn.functional as F
 
 from ..op import Sample
 
@@ -81,6 +82,41 @@ def dual_rms_norm(
         _normalize(a.float(), a_weight, a_epsilon, 0.0, None).to(a.dtype),
         _normalize(b.float(), b_weight, b_epsilon, 0.0, None).to(b.dtype),
     )
+
+
+#: gated_rms_norm's fp32 tolerance, widened from 1.3e-6 for the exp inside silu(gate), as for
+#: the gated activations (see :data:`ir_core.catalogue.activations.TOLERANCES`).
+GATED_RMS_NORM_TOLERANCES = {torch.float32: (1e-5, 1e-5)}
+
+
+def gated_rms_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    gate: torch.Tensor,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    group_size: int | None = None,
+    norm_before_gate: bool = True,
+) -> torch.Tensor:
+    """RMSNorm gated by ``silu(gate)``: Qwen3-Next's linear attention and the Mamba2 family.
+
+    ``norm_before_gate=True``: ``rms(x) * (weight + weight_bias) * silu(gate)``; ``False``:
+    ``rms(x * silu(gate)) * (weight + weight_bias)``. ``group_size`` takes the variance per
+    contiguous group of that many channels (Mamba2's ``ngroups``), None over all of H.
+    ``x`` and ``gate`` are ``(..., H)``; everything is computed in fp32 and rounded once to
+    x's dtype (Hugging Face's Qwen3-Next rounds ``rms(x)`` to x's dtype before the gate; a
+    fused kernel does not, and neither does the semantics).
+    """
+    h = x.shape[-1]
+    k = group_size or h
+    silu_gate = F.silu(gate.float())
+    xf = x.float() if norm_before_gate else x.float() * silu_gate
+    groups = xf.reshape(*xf.shape[:-1], h // k, k)
+    out = _normalize(groups, None, epsilon, 0.0, None).reshape(xf.shape)
+    out = out * (weight.float() + weight_bias)
+    if norm_before_gate:
+        out = out * silu_gate
+    return out.to(x.dtype)
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -205,6 +241,47 @@ def validate_dual_rms_norm(
         _check_epsilon(op, eps_name, eps)
 
 
+def validate_gated_rms_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    gate: torch.Tensor,
+    epsilon: float,
+    weight_bias: float = 0.0,
+    group_size: int | None = None,
+    norm_before_gate: bool = True,
+) -> None:
+    op = "gated_rms_norm"
+    _check_activation(op, "x", x)
+    _check_weight(op, "weight", weight, x)
+    _check_activation(op, "gate", gate)
+    if gate.shape != x.shape:
+        raise ValueError(
+            f"ir_core.ops.{op}: argument 'gate' must have the shape of x {tuple(x.shape)}, "
+            f"got {tuple(gate.shape)}"
+        )
+    if gate.device != x.device:
+        raise ValueError(f"ir_core.ops.{op}: argument 'gate' is on {gate.device}, x on {x.device}")
+    _check_epsilon(op, "epsilon", epsilon)
+    _check_norm_options(op, x, weight, weight_bias, None)
+    if group_size is not None:
+        if isinstance(group_size, bool) or not isinstance(group_size, int):
+            raise TypeError(
+                f"ir_core.ops.{op}: argument 'group_size' must be an int or None, "
+                f"got {type(group_size).__name__}"
+            )
+        h = x.shape[-1]
+        if not 1 <= group_size <= h or h % group_size:
+            raise ValueError(
+                f"ir_core.ops.{op}: argument 'group_size' must divide the last dimension of x "
+                f"({h}), got {group_size}"
+            )
+    if not isinstance(norm_before_gate, bool):
+        raise TypeError(
+            f"ir_core.ops.{op}: argument 'norm_before_gate' must be a bool, "
+            f"got {type(norm_before_gate).__name__}"
+        )
+
+
 # -- sample inputs ---------------------------------------------------------------------------
 
 _EPS = 1e-6
@@ -316,3 +393,46 @@ def dual_rms_norm_example(n: int, h: int, dtype: torch.dtype, device: torch.devi
     fused = _activation((n, h + hb), dtype, device, g)
     a, b = fused[:, :h], fused[:, h:]
     return Sample((a, _weight(h, dtype, device, g), b, _weight(hb, dtype, device, g), _EPS, _EPS))
+
+
+def gated_rms_norm_samples(dtype: torch.dtype, device: torch.device) -> Iterator[Sample]:
+    g = torch.Generator().manual_seed(3)
+
+    def case(label: str, shape: tuple[int, ...], **options: object) -> Sample:
+        x, gate = _activation(shape, dtype, device, g), _activation(shape, dtype, device, g)
+        return Sample((x, _weight(shape[-1], dtype, device, g), gate, _EPS), options, label)
+
+    for before in (True, False):
+        tag = f"norm_before_gate={before}"
+        yield case(f"2d h=127 {tag}", (3, 127), norm_before_gate=before)
+        yield case(f"3d {tag}", (2, 3, 64), norm_before_gate=before)
+        # Mamba2: the variance per group of channels (ngroups = 4)
+        yield case(f"group_size=32 {tag}", (3, 128), group_size=32, norm_before_gate=before)
+        yield case(f"zero tokens {tag}", (0, 64), norm_before_gate=before)
+        # x and the gate z are slices of one projection (Qwen3-Next's in_proj_qkvz)
+        fused = _activation((4, 2 * 96 + 16), dtype, device, g)
+        yield Sample(
+            (fused[:, :96], _weight(96, dtype, device, g), fused[:, 96 + 16 :], _EPS),
+            {"norm_before_gate": before},
+            f"strided rows {tag}",
+        )
+    for h in (1, 8, 1024):
+        yield case(f"2d h={h}", (3, h))
+    yield case("one token", (1, 512))
+    yield case("group_size=1", (2, 16), group_size=1)
+    yield case("group_size=H", (2, 48), group_size=48)
+    x, gate = _activation((3, 64), dtype, device, g), _activation((3, 64), dtype, device, g)
+    yield Sample(
+        (x, _weight(64, dtype, device, g).sub(1.0), gate, _EPS),
+        {"weight_bias": 1.0},
+        "weight_bias=1.0",
+    )
+    if dtype != torch.float32:
+        yield Sample((x, _weight(64, torch.float32, device, g), gate, _EPS), {}, "fp32 weight")
+        yield Sample((x, _weight(64, dtype, device, g), gate.float(), _EPS), {}, "fp32 gate")
+
+
+def gated_rms_norm_example(n: int, h: int, dtype: torch.dtype, device: torch.device) -> Sample:
+    g = torch.Generator().manual_seed(0)
+    x, gate = _activation((n, h), dtype, device, g), _activation((n, h), dtype, device, g)
+    return Sample((x, _weight(h, dtype, device, g), gate, _EPS))
