@@ -1,4 +1,4 @@
-"""An fp64 reference of the fp8 quant ops, written from the contract's formulas (docs/ops.md).
+"""An fp64 reference of the fp8 quant ops, from the contract's formulas (docs/fp8-quant.md).
 
 Row by row in Python floats, so no torch reduction, division or fp8 conversion is shared with the
 code under test: values are computed in fp64 and rounded once onto the fp8 grid by

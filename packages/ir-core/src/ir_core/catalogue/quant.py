@@ -1,5 +1,5 @@
 """FP8 quantization ops, and the fused norm+quant and activation+quant ops: native semantics,
-validation, sample inputs and how impls are compared with native (docs/ops.md's contract).
+validation, sample inputs and how impls are compared with native (docs/fp8-quant.md).
 
 FP8 inference quantizes the input of every linear layer: after each norm (attention and MLP
 inputs) and after the gated activation (the down projection's input). Every vendor fuses those
