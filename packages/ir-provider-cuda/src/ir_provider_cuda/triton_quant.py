@@ -54,6 +54,38 @@ def _group_scales(x: torch.Tensor, group_size: int, column_major: bool) -> torch
     return torch.empty((*x.shape[:-1], groups), dtype=torch.float32, device=x.device)
 
 
+def _norm_quant(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    epsilon: float,
+    weight_bias: float,
+    q: torch.Tensor,
+    scale: torch.Tensor,
+    scale_ub: torch.Tensor | None,
+    scale_mode: int,
+) -> torch.Tensor | None:
+    """Launch a fused (add +) norm + quant into ``q`` (and ``scale``); returns ``residual_out``
+    (new, residual's shape and dtype) when there is a residual."""
+    residual_out = None
+    if residual is not None:
+        residual_out = torch.empty(residual.shape, dtype=residual.dtype, device=residual.device)
+    _k().launch_quant_rows(
+        x,
+        q,
+        scale,
+        scale_mode=scale_mode,
+        scale_ub=scale_ub,
+        norm=True,
+        residual=residual,
+        residual_out=residual_out,
+        weight=weight,
+        epsilon=epsilon,
+        weight_bias=weight_bias,
+    )
+    return residual_out
+
+
 # --------------------------------------------------------------------------------------------
 # supports_args: dtypes, ranks and strides only (FakeTensor-safe)
 # --------------------------------------------------------------------------------------------
@@ -192,7 +224,7 @@ def fp8_quant_static(
     stride along H; ``scale``: one fp32 element. Returns new contiguous codes of x's shape."""
     q = _codes(tuple(x.shape), dtype, x.device)
     k = _k()
-    k.launch_quant_rows(x, None, None, q, None, scale, None, scale_mode=k.STATIC, norm=False)
+    k.launch_quant_rows(x, q, scale, scale_mode=k.STATIC)
     return q
 
 
@@ -208,12 +240,10 @@ def fp8_quant_dynamic(
     q = _codes(tuple(x.shape), dtype, x.device)
     k = _k()
     if per_token:
-        scale = _token_scales(x)
-        mode = k.PER_TOKEN
+        scale, mode = _token_scales(x), k.PER_TOKEN
     else:
-        scale = torch.empty(1, dtype=torch.float32, device=x.device)
-        mode = k.PER_TENSOR
-    k.launch_quant_rows(x, None, None, q, None, scale, scale_ub, scale_mode=mode, norm=False)
+        scale, mode = torch.empty(1, dtype=torch.float32, device=x.device), k.PER_TENSOR
+    k.launch_quant_rows(x, q, scale, scale_mode=mode, scale_ub=scale_ub)
     return q, scale
 
 
@@ -253,20 +283,7 @@ def rms_norm_fp8_quant_static(
     """RMS norm and static fp8 quantization of the fp32 norm in one launch; new contiguous
     codes of x's shape. ``x`` is not modified."""
     q = _codes(tuple(x.shape), dtype, x.device)
-    k = _k()
-    k.launch_quant_rows(
-        x,
-        None,
-        weight,
-        q,
-        None,
-        scale,
-        None,
-        scale_mode=k.STATIC,
-        norm=True,
-        epsilon=epsilon,
-        weight_bias=weight_bias,
-    )
+    _norm_quant(x, None, weight, epsilon, weight_bias, q, scale, None, _k().STATIC)
     return q
 
 
@@ -282,20 +299,8 @@ def fused_add_rms_norm_fp8_quant_static(
     """Residual add, RMS norm of the fp32 sum and static fp8 quantization in one launch.
     Returns new contiguous ``(q, residual_out)``; neither input is modified."""
     q = _codes(tuple(x.shape), dtype, x.device)
-    residual_out = torch.empty(residual.shape, dtype=residual.dtype, device=residual.device)
-    k = _k()
-    k.launch_quant_rows(
-        x,
-        residual,
-        weight,
-        q,
-        residual_out,
-        scale,
-        None,
-        scale_mode=k.STATIC,
-        norm=True,
-        epsilon=epsilon,
-        weight_bias=weight_bias,
+    residual_out = _norm_quant(
+        x, residual, weight, epsilon, weight_bias, q, scale, None, _k().STATIC
     )
     return q, residual_out
 
@@ -310,22 +315,8 @@ def rms_norm_fp8_quant_dynamic(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """RMS norm and per-token dynamic fp8 quantization in one launch. Returns new
     ``(q, scale)``, scale (..., 1) fp32."""
-    q = _codes(tuple(x.shape), dtype, x.device)
-    scale = _token_scales(x)
-    k = _k()
-    k.launch_quant_rows(
-        x,
-        None,
-        weight,
-        q,
-        None,
-        scale,
-        scale_ub,
-        scale_mode=k.PER_TOKEN,
-        norm=True,
-        epsilon=epsilon,
-        weight_bias=weight_bias,
-    )
+    q, scale = _codes(tuple(x.shape), dtype, x.device), _token_scales(x)
+    _norm_quant(x, None, weight, epsilon, weight_bias, q, scale, scale_ub, _k().PER_TOKEN)
     return q, scale
 
 
@@ -340,22 +331,9 @@ def fused_add_rms_norm_fp8_quant_dynamic(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Residual add, RMS norm and per-token dynamic fp8 quantization in one launch. Returns
     new ``(q, scale, residual_out)``."""
-    q = _codes(tuple(x.shape), dtype, x.device)
-    scale = _token_scales(x)
-    residual_out = torch.empty(residual.shape, dtype=residual.dtype, device=residual.device)
-    k = _k()
-    k.launch_quant_rows(
-        x,
-        residual,
-        weight,
-        q,
-        residual_out,
-        scale,
-        scale_ub,
-        scale_mode=k.PER_TOKEN,
-        norm=True,
-        epsilon=epsilon,
-        weight_bias=weight_bias,
+    q, scale = _codes(tuple(x.shape), dtype, x.device), _token_scales(x)
+    residual_out = _norm_quant(
+        x, residual, weight, epsilon, weight_bias, q, scale, scale_ub, _k().PER_TOKEN
     )
     return q, scale, residual_out
 
@@ -396,9 +374,7 @@ def silu_and_mul_fp8_quant_static(
     ``x``: (..., 2d), unit stride along it. Returns new contiguous codes (..., d)."""
     q = _codes((*x.shape[:-1], x.shape[-1] // 2), dtype, x.device)
     k = _k()
-    k.launch_quant_rows(
-        x, None, None, q, None, scale, None, scale_mode=k.STATIC, norm=False, source=k.SILU_AND_MUL
-    )
+    k.launch_quant_rows(x, q, scale, scale_mode=k.STATIC, source=k.SILU_AND_MUL)
     return q
 
 

@@ -422,16 +422,16 @@ def _fp8_args(q: torch.Tensor) -> tuple[torch.Tensor, dict]:
 
 def launch_quant_rows(
     x: torch.Tensor,
-    residual: torch.Tensor | None,
-    weight: torch.Tensor | None,
     q: torch.Tensor,
-    residual_out: torch.Tensor | None,
     scale: torch.Tensor,
-    scale_ub: torch.Tensor | None,
     *,
     scale_mode: int,
-    norm: bool,
+    scale_ub: torch.Tensor | None = None,
     source: int = PLAIN,
+    norm: bool = False,
+    residual: torch.Tensor | None = None,
+    residual_out: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
     epsilon: float = 0.0,
     weight_bias: float = 0.0,
 ) -> None:

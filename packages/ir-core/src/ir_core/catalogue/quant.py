@@ -45,6 +45,7 @@ from .norms import (
     _check_epsilon,
     _check_norm_options,
     _check_weight,
+    _norm_cases,
     _normalize,
     _strided_rows,
     _weight,
@@ -690,24 +691,11 @@ def fp8_quant_group_samples(dtype: torch.dtype, device: torch.device) -> Iterato
 def _norm_quant_cases(
     dtype: torch.dtype, device: torch.device, g: torch.Generator
 ) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None, dict]]:
-    """(label, x, weight, options) for the fused norm+quant ops (``options`` holds weight_bias
-    only; each op adds its quant options)."""
-    for label, x in _rows(dtype, device, g):
-        yield label, x, _weight(x.shape[-1], dtype, device, g), {}
-    yield "weight None", _activation((3, 64), dtype, device, g), None, {}
-    yield (
-        "weight_bias=1.0",
-        _activation((3, 64), dtype, device, g),
-        _weight(64, dtype, device, g).sub(1.0),
-        {"weight_bias": 1.0},
-    )
-    if dtype != torch.float32:
-        yield (
-            "fp32 weight",
-            _activation((3, 64), dtype, device, g),
-            _weight(64, torch.float32, device, g),
-            {},
-        )
+    """The norm ops' cases (sizes, layouts, weight None, Gemma's weight_bias, an fp32 weight)
+    without a partial ``variance_size``, which the fused quant ops do not take."""
+    for label, x, w, options in _norm_cases(dtype, device, g):
+        if "variance_size" not in options:
+            yield label, x, w, options
 
 
 def rms_norm_fp8_quant_static_samples(dtype: torch.dtype, device: torch.device) -> Iterator[Sample]:
