@@ -224,3 +224,26 @@ def test_opcheck_on_every_sample_in_the_other_dtypes(dtype):
     assert len(report.results) == sum(
         len(ir_core.get_op(n).sample_inputs(dtype)) for n in QUANT_OPS
     )
+
+
+@pytest.mark.parametrize("name", QUANT_OPS)
+def test_every_op_lowers_under_plain_torch_compile(name):
+    """Plain ``torch.compile`` (Inductor) lowers each op (native, inlined) on its largest bf16
+    sample and matches eager by the op's comparison; the kit's compile check covers
+    ``backend="ir_core"``."""
+    from torch._inductor import config as inductor_config
+
+    op = ir_core.get_op(name)
+    sample = max(op.sample_inputs(torch.bfloat16), key=lambda s: s.args[0].numel())
+    args = op.bind(sample.args, sample.kwargs)
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+
+    def call(*given):
+        it = iter(given)
+        return op.dispatcher(*(next(it) if isinstance(a, torch.Tensor) else a for a in args))
+
+    torch._dynamo.reset()
+    with inductor_config.patch(fx_graph_cache=False):
+        out = torch.compile(call, fullgraph=True)(*tensors)
+    assert ir_core.compile_report().providers() == {name: {"native": 1}}
+    assert output_mismatches(op, out, op.native(*args), args) == []
