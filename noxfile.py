@@ -43,10 +43,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and formatting."""
-    session.install("ruff")
+    """ruff (lint and formatting) and import-linter (ir-core's layers, see ``.importlinter``)."""
+    session.install("ruff", "import-linter")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # import-linter reads the sources only: ir-core (and torch) need not be installed
+    session.run(
+        "lint-imports", "--no-cache", env={"PYTHONPATH": str(ROOT / "packages/ir-core/src")}
+    )
 
 
 @nox.session

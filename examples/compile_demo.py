@@ -1,6 +1,6 @@
 """IR ops inside torch.compile: a decoder block compiled both ways, and what the passes did.
 
-Run: ``python examples/compile_demo.py [--kind llama|gemma|deepseek_mla] [--layers N]``
+Run: ``python examples/compile_demo.py [--kind llama|gemma|deepseek_mla|qwen3_next] [--layers N]``
 
 Shows, for plain ``torch.compile(block)`` and ``torch.compile(block, backend="ir_core")``: the
 fusions each pass made, the provider chosen for every IR node (native impls are inlined into

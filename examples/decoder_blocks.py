@@ -1,21 +1,29 @@
 """Small decoder stacks written on IR ops, the way models are written.
 
-Three families, each a stack of pre-norm decoder layers over one sequence of hidden states
-``(tokens, hidden)``:
+Four families, each a stack of pre-norm decoder layers over one sequence of hidden states
+``(tokens, hidden)`` at positions ``0..tokens-1``:
 
-- ``llama``: RMSNorm -> attention -> ``h = residual + h`` -> RMSNorm -> SwiGLU MLP -> add.
+- ``llama``: RMSNorm -> RoPE (neox halves, on the (tokens, heads, head_dim) views of the qkv
+  projection) -> attention -> ``h = residual + h`` -> RMSNorm -> SwiGLU MLP
+  (``silu_and_mul``) -> add.
 - ``gemma``: Gemma 2/3 style. Every norm is ``weight_bias=1.0`` with an fp32 weight (the
   checkpoint stores ``w`` and the model computes ``x * (1 + w)`` in fp32, whatever the
   activation dtype), four norms per layer (pre/post attention, pre/post MLP), per-head q/k
-  norms on 3-D tensors, a GELU-tanh MLP.
+  norms on 3-D tensors then RoPE, a GeGLU MLP (``gelu_and_mul``, tanh approximation).
 - ``deepseek_mla``: DeepSeek-V2/V3 multi-head latent attention. One projection yields the q
   latent, the kv latent and the shared rope key; the two latents are normalized separately
-  (two ``rms_norm`` of pieces of one tensor).
+  (two ``rms_norm`` of pieces of one tensor); RoPE in GPT-J's interleaved layout on the rope
+  channels only (a strided (tokens, heads, rope) view of q, and the one shared key head);
+  a SwiGLU MLP.
+- ``qwen3_next``: Qwen3-Next's linear-attention layers: zero-centered norms (``1 + w``), and
+  the mixer's per-head output normalized and gated by ``z`` in one ``gated_rms_norm`` before
+  the output projection; a SwiGLU MLP. The Gated DeltaNet recurrence itself is not an IR op
+  and is replaced by causal attention over the same q, k, v.
 
 Nothing is pre-fused: the residual add and the norm after it, and MLA's two latent norms, are
 written separately, as in the reference models, so the fusion passes have something to find
-(``fused_add_rms_norm``, ``dual_rms_norm``). Rotary embeddings, KV caches and batching are
-left out: they are not IR ops and would only make the graphs longer.
+(``fused_add_rms_norm``, ``dual_rms_norm``). KV caches and batching are left out: they are not
+IR ops and would only make the graphs longer.
 
 Use: ``make_block("gemma", layers=2, hidden=64)`` returns an ``nn.Module`` taking
 ``(tokens, hidden)`` hidden states; ``block.example_input(tokens)`` makes one. Imported by the
@@ -32,7 +40,10 @@ from torch import nn
 
 import ir_core
 
-KINDS = ("llama", "gemma", "deepseek_mla")
+KINDS = ("llama", "gemma", "deepseek_mla", "qwen3_next")
+
+#: Positions the rotary cache covers, and its base (Llama's rope_theta).
+MAX_POSITIONS, ROPE_THETA = 4096, 10000.0
 
 
 def _linear(fan_in: int, fan_out: int, g: torch.Generator) -> nn.Parameter:
@@ -54,6 +65,27 @@ def _proj(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return F.linear(x, weight.to(x.dtype))
 
 
+class Rope(nn.Module):
+    """vLLM's rotary cache, ``(max_positions, rot_dim)`` = ``[cos | sin]`` in fp32 whatever
+    the activation dtype (the op widens it), one per layer so a layer stands alone;
+    ``forward`` rotates q and k at positions ``0..tokens-1``."""
+
+    def __init__(self, rot_dim: int, is_neox: bool) -> None:
+        super().__init__()
+        self.is_neox = is_neox
+        inv_freq = 1.0 / ROPE_THETA ** (torch.arange(0, rot_dim, 2, dtype=torch.float32) / rot_dim)
+        freqs = torch.arange(MAX_POSITIONS, dtype=torch.float32)[:, None] * inv_freq[None, :]
+        self.register_buffer("cos_sin_cache", torch.cat((freqs.cos(), freqs.sin()), dim=-1))
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, head_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.arange(q.shape[0], device=q.device)
+        return ir_core.ops.rotary_embedding(
+            positions, q, k, head_size, self.cos_sin_cache, self.is_neox
+        )
+
+
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Causal attention of one sequence: ``(tokens, heads, d)`` in, ``(tokens, heads * dv)`` out."""
     out = F.scaled_dot_product_attention(
@@ -66,6 +98,7 @@ class LlamaLayer(nn.Module):
     def __init__(self, hidden: int, heads: int, g: torch.Generator, eps: float) -> None:
         super().__init__()
         self.heads, self.head_dim, self.eps = heads, hidden // heads, eps
+        self.rope = Rope(self.head_dim, is_neox=True)
         self.input_norm = _norm_weight(hidden, g)
         self.qkv = _linear(hidden, 3 * hidden, g)
         self.o = _linear(hidden, hidden, g)
@@ -77,12 +110,12 @@ class LlamaLayer(nn.Module):
         residual = h
         h = ir_core.ops.rms_norm(h, self.input_norm, self.eps)
         q, k, v = _proj(h, self.qkv).view(h.shape[0], 3, self.heads, self.head_dim).unbind(1)
+        q, k = self.rope(q, k, self.head_dim)
         h = _proj(_attention(q, k, v), self.o)
         h = residual + h
         residual = h
         h = ir_core.ops.rms_norm(h, self.post_attention_norm, self.eps)
-        gate, up = _proj(h, self.gate_up).chunk(2, dim=-1)
-        h = _proj(F.silu(gate) * up, self.down)
+        h = _proj(ir_core.ops.silu_and_mul(_proj(h, self.gate_up)), self.down)
         return residual + h
 
 
@@ -90,6 +123,7 @@ class GemmaLayer(nn.Module):
     def __init__(self, hidden: int, heads: int, g: torch.Generator, eps: float) -> None:
         super().__init__()
         self.heads, self.head_dim, self.eps = heads, hidden // heads, eps
+        self.rope = Rope(self.head_dim, is_neox=True)
         self.input_norm = _norm_weight(hidden, g, gemma=True)
         self.qkv = _linear(hidden, 3 * hidden, g)
         self.q_norm = _norm_weight(self.head_dim, g, gemma=True)
@@ -111,13 +145,13 @@ class GemmaLayer(nn.Module):
         qkv = _proj(h, self.qkv).view(h.shape[0], 3, self.heads, self.head_dim)
         q, k, v = qkv.unbind(1)
         q, k = self._norm(q, self.q_norm), self._norm(k, self.k_norm)  # per head, 3-D
+        q, k = self.rope(q, k, self.head_dim)
         h = _proj(_attention(q, k, v), self.o)
         h = self._norm(h, self.post_attention_norm)
         h = residual + h
         residual = h
         h = self._norm(h, self.pre_feedforward_norm)
-        gate, up = _proj(h, self.gate_up).chunk(2, dim=-1)
-        h = _proj(F.gelu(gate, approximate="tanh") * up, self.down)
+        h = _proj(ir_core.ops.gelu_and_mul(_proj(h, self.gate_up), "tanh"), self.down)
         h = self._norm(h, self.post_feedforward_norm)
         return residual + h
 
@@ -129,13 +163,14 @@ class MlaLayer(nn.Module):
         super().__init__()
         self.heads, self.eps = heads, eps
         self.q_lora, self.kv_lora = hidden // 2, hidden // 4
-        self.nope, self.rope, self.v_dim = 16, 8, 16
+        self.nope, self.rope_dim, self.v_dim = 16, 8, 16
+        self.rope = Rope(self.rope_dim, is_neox=False)  # DeepSeek: GPT-J's interleaved pairs
         self.input_norm = _norm_weight(hidden, g)
         # one fused projection: [q latent | kv latent | rope key], as vLLM loads it
-        self.qkv_a = _linear(hidden, self.q_lora + self.kv_lora + self.rope, g)
+        self.qkv_a = _linear(hidden, self.q_lora + self.kv_lora + self.rope_dim, g)
         self.q_a_norm = _norm_weight(self.q_lora, g)
         self.kv_a_norm = _norm_weight(self.kv_lora, g)
-        self.q_b = _linear(self.q_lora, heads * (self.nope + self.rope), g)
+        self.q_b = _linear(self.q_lora, heads * (self.nope + self.rope_dim), g)
         self.kv_b = _linear(self.kv_lora, heads * (self.nope + self.v_dim), g)
         self.o = _linear(heads * self.v_dim, hidden, g)
         self.post_attention_norm = _norm_weight(hidden, g)
@@ -146,25 +181,73 @@ class MlaLayer(nn.Module):
         t = h.shape[0]
         residual = h
         h = ir_core.ops.rms_norm(h, self.input_norm, self.eps)
-        q_c, kv_lora = _proj(h, self.qkv_a).split([self.q_lora, self.kv_lora + self.rope], dim=-1)
-        kv_c, k_pe = kv_lora.split([self.kv_lora, self.rope], dim=-1)
+        q_c, kv_lora = _proj(h, self.qkv_a).split(
+            [self.q_lora, self.kv_lora + self.rope_dim], dim=-1
+        )
+        kv_c, k_pe = kv_lora.split([self.kv_lora, self.rope_dim], dim=-1)
         q_c = ir_core.ops.rms_norm(q_c, self.q_a_norm, self.eps)
         kv_c = ir_core.ops.rms_norm(kv_c, self.kv_a_norm, self.eps)
-        q = _proj(q_c, self.q_b).view(t, self.heads, self.nope + self.rope)
+        q_nope, q_pe = (
+            _proj(q_c, self.q_b)
+            .view(t, self.heads, self.nope + self.rope_dim)
+            .split([self.nope, self.rope_dim], dim=-1)
+        )
+        # the rope channels of every q head (a strided view) and the one shared key head
+        q_pe, k_pe = self.rope(q_pe, k_pe, self.rope_dim)
+        q = torch.cat([q_nope, q_pe], dim=-1)
         k_nope, v = (
             _proj(kv_c, self.kv_b).view(t, self.heads, -1).split([self.nope, self.v_dim], dim=-1)
         )
-        k = torch.cat([k_nope, k_pe.unsqueeze(1).expand(t, self.heads, self.rope)], dim=-1)
+        k = torch.cat([k_nope, k_pe.unsqueeze(1).expand(t, self.heads, self.rope_dim)], dim=-1)
         h = _proj(_attention(q, k, v), self.o)
         h = residual + h
         residual = h
         h = ir_core.ops.rms_norm(h, self.post_attention_norm, self.eps)
-        gate, up = _proj(h, self.gate_up).chunk(2, dim=-1)
-        h = _proj(F.silu(gate) * up, self.down)
+        h = _proj(ir_core.ops.silu_and_mul(_proj(h, self.gate_up)), self.down)
         return residual + h
 
 
-_LAYERS = {"llama": LlamaLayer, "gemma": GemmaLayer, "deepseek_mla": MlaLayer}
+class Qwen3NextLayer(nn.Module):
+    """Qwen3-Next's linear-attention layer, its IR ops as the model has them: zero-centered
+    norms (``weight_bias=1.0``) and the mixer's output ``gated_rms_norm(o, w, z)`` per head
+    (``norm_before_gate=True``: ``rms(o) * w * silu(z)``), then a SwiGLU MLP. The Gated
+    DeltaNet recurrence is not an IR op; causal attention stands in for it."""
+
+    def __init__(self, hidden: int, heads: int, g: torch.Generator, eps: float) -> None:
+        super().__init__()
+        self.heads, self.head_dim, self.eps = heads, hidden // heads, eps
+        self.input_norm = _norm_weight(hidden, g, gemma=True)
+        # one fused projection: [q | k | v | z], as Qwen3-Next's in_proj_qkvz
+        self.qkvz = _linear(hidden, 4 * hidden, g)
+        self.out_norm = _norm_weight(self.head_dim, g)  # the gated norm's weight: w, near 1
+        self.o = _linear(hidden, hidden, g)
+        self.post_attention_norm = _norm_weight(hidden, g, gemma=True)
+        self.gate_up = _linear(hidden, 4 * hidden, g)
+        self.down = _linear(2 * hidden, hidden, g)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        t = h.shape[0]
+        residual = h
+        h = ir_core.ops.rms_norm(h, self.input_norm, self.eps, weight_bias=1.0)
+        q, k, v, z = _proj(h, self.qkvz).view(t, 4, self.heads, self.head_dim).unbind(1)
+        o = _attention(q, k, v).view(t, self.heads, self.head_dim)
+        o = ir_core.ops.gated_rms_norm(o, self.out_norm, z, self.eps)  # per head, z strided
+        h = _proj(o.reshape(t, -1), self.o)
+        h = residual + h
+        residual = h
+        h = ir_core.ops.rms_norm(h, self.post_attention_norm, self.eps, weight_bias=1.0)
+        h = _proj(ir_core.ops.silu_and_mul(_proj(h, self.gate_up)), self.down)
+        return residual + h
+
+
+_LAYERS = {
+    "llama": LlamaLayer,
+    "gemma": GemmaLayer,
+    "deepseek_mla": MlaLayer,
+    "qwen3_next": Qwen3NextLayer,
+}
+#: Kinds whose norms are zero-centered (``x * (1 + w)``), the final norm included.
+_ZERO_CENTERED = ("gemma", "qwen3_next")
 
 
 class DecoderStack(nn.Module):
@@ -181,12 +264,12 @@ class DecoderStack(nn.Module):
         g = torch.Generator().manual_seed(seed)
         self.kind, self.hidden, self.eps = kind, hidden, eps
         self.layers = nn.ModuleList(_LAYERS[kind](hidden, heads, g, eps) for _ in range(layers))
-        self.final_norm = _norm_weight(hidden, g, gemma=kind == "gemma")
+        self.final_norm = _norm_weight(hidden, g, gemma=kind in _ZERO_CENTERED)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
             h = layer(h)
-        weight_bias = 1.0 if self.kind == "gemma" else 0.0
+        weight_bias = 1.0 if self.kind in _ZERO_CENTERED else 0.0
         return ir_core.ops.rms_norm(h, self.final_norm, self.eps, weight_bias=weight_bias)
 
     def example_input(

@@ -1,9 +1,10 @@
 """The decoder blocks of ``examples/decoder_blocks.py`` compiled with both entry points.
 
-Each block (Llama, Gemma, DeepSeek MLA) is compiled with plain ``torch.compile`` (Inductor,
-ir_core's passes installed automatically) and with ``backend="ir_core"``, and must match the
-eager model (which dispatches each IR op to native here) within tolerance, with every IR node
-lowered. When ir-fusions is installed, its passes must also have found the add + norm pairs
+Each block (Llama, Gemma, DeepSeek MLA, Qwen3-Next) is compiled with plain ``torch.compile``
+(Inductor, ir_core's passes installed automatically) and with ``backend="ir_core"``, and must
+match the eager model (which dispatches each IR op to native here) within tolerance, with
+every IR node lowered -- the gated MLP activations, RoPE and the gated norm in context, among
+the norms. When ir-fusions is installed, its passes must also have found the add + norm pairs
 (and MLA's latent norm pair) the blocks are written with.
 """
 
@@ -37,6 +38,15 @@ EXPECTED_FUSIONS = {
     "llama": {"fused_add_rms_norm": 4},
     "gemma": {"fused_add_rms_norm": 4},
     "deepseek_mla": {"fused_add_rms_norm": 4, "dual_rms_norm": 2},
+    "qwen3_next": {"fused_add_rms_norm": 4},
+}
+
+#: The non-norm IR ops each block is written with, and how many nodes of each (2 layers).
+EXPECTED_OPS = {
+    "llama": {"silu_and_mul": 2, "rotary_embedding": 2},
+    "gemma": {"gelu_and_mul": 2, "rotary_embedding": 2},
+    "deepseek_mla": {"silu_and_mul": 2, "rotary_embedding": 2},
+    "qwen3_next": {"silu_and_mul": 2, "gated_rms_norm": 2},
 }
 
 
@@ -66,6 +76,9 @@ def test_block_compiles_to_the_eager_result_with_every_ir_node_lowered(kind, bac
     assert report is not None
     assert report.unlowered == []
     assert report.lowered, "the block's IR nodes reached the passes"
+    lowered = report.providers()
+    for name, count in EXPECTED_OPS[kind].items():
+        assert sum(lowered.get(name, {}).values()) == count, (name, lowered)
     registered = set(fusion_passes().names())
     for name, count in EXPECTED_FUSIONS[kind].items():
         if name in registered:

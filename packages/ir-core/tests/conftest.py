@@ -19,7 +19,7 @@ def plugin() -> Iterator[Any]:
     """Register plugin objects for one test: ``plugin(register_impls=fn, ...)`` -> record."""
     registered: list[str] = []
 
-    def register(name: str | None = None, **hooks: Any) -> ir_core.discovery.PluginRecord:
+    def register(name: str | None = None, **hooks: Any) -> ir_core.plugins.PluginRecord:
         name = name or f"test_plugin_{next(_names)}"
         obj = SimpleNamespace(**{k: ir_core.hookimpl(v) for k, v in hooks.items()})
         registered.append(name)

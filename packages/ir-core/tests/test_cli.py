@@ -26,9 +26,12 @@ def test_list_providers_table_and_json(capsys):
 
 
 def test_list_providers_no_load_executes_no_plugin_code(capsys, monkeypatch):
-    from ir_core import discovery
+    import ir_core
+    from ir_core import plugins
 
-    monkeypatch.setattr(discovery, "load_plugins", lambda: pytest.fail("plugins were loaded"))
+    monkeypatch.setattr(plugins, "load_plugins", lambda: pytest.fail("plugins were loaded"))
+    # the registry's ensure_loaded hook (installed by the plugin layer) is the other way in
+    monkeypatch.setattr(ir_core.registry, "ensure_loaded", lambda: pytest.fail("loaded"))
     code, out, _ = run(capsys, "list-providers", "--no-load", "--json")
     assert code == 0 and "plugins" in json.loads(out)
 

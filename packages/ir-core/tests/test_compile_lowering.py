@@ -157,6 +157,26 @@ def test_identical_layers_are_traced_once():
     assert (result.traced, len(result.lowered)) == (2, 4)
 
 
+def test_outputs_of_copied_traces_stay_distinct_inputs():
+    """Two norms of one signature are one trace copied twice, so their outputs carry the same
+    example value object; an op taking both must still see two inputs (it was once traced
+    as ``fused_add_rms_norm(b, b)``, silently wrong)."""
+
+    def f(a, b, w1, w2):
+        a, b = IR.rms_norm(a, w1, 1e-6), IR.rms_norm(b, w2, 1e-6)
+        return IR.fused_add_rms_norm(a, b, None, 1e-6)
+
+    x, r, w = _inputs()
+    args = (x, r, w, w * 0.5 + 1)
+    gm = _trace(f, *args)
+    lower(gm)
+    gm.recompile()
+    rms, fused = ir_core.get_op("rms_norm").native, ir_core.get_op("fused_add_rms_norm").native
+    expected = fused(rms(x, w, 1e-6), rms(r, args[3], 1e-6), None, 1e-6)
+    for got, want in zip(gm(*args), expected, strict=True):
+        torch.testing.assert_close(got, want)
+
+
 def test_a_selected_provider_becomes_one_opaque_impl_op_call(provider):
     gm = _trace(_layered, *_inputs())
     with ir_core.set_priority(rms_norm=[provider.name]):

@@ -117,4 +117,4 @@ def test_a_plugin_whose_hook_raises_is_quarantined_with_none_of_its_passes(plugi
     assert "half_registered" not in names
     assert record.status == "quarantined"
     assert "broken plugin" in record.reason
-    assert ir_core.discovery.quarantined_names().count(record.name) == 1
+    assert ir_core.plugins.quarantined_names().count(record.name) == 1

@@ -44,5 +44,14 @@ def test_kit_passes_for_triton(tmp_path):
     # every op the provider implements was checked on this machine's device
     quant = [op.name for op in ir_core.registry.ops() if "fp8_quant" in op.name]
     assert len(quant) == 9
-    for op in ("rms_norm", "fused_add_rms_norm", "dual_rms_norm", *quant):
+    for op in (
+        "rms_norm",
+        "fused_add_rms_norm",
+        "dual_rms_norm",
+        "silu_and_mul",
+        "gelu_and_mul",
+        "rotary_embedding",
+        "gated_rms_norm",
+        *quant,
+    ):
         assert f"not checked {op}-triton-cpu" not in result.stdout

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ir_core
-from ir_core import discovery, platform
+from ir_core import platform, plugins
 
 
 def rms_norm_kernel(
@@ -115,13 +115,13 @@ def test_platform_from_env_hook_and_torch(plugin, monkeypatch):
 
 
 def test_entry_points_are_read_once(monkeypatch):
-    first = discovery.entry_points()
+    first = plugins.entry_points()
     monkeypatch.setattr(
-        discovery.importlib_metadata,
+        plugins.importlib_metadata,
         "entry_points",
         lambda **kw: pytest.fail("entry points read twice"),
     )
-    assert discovery.entry_points() is first
+    assert plugins.entry_points() is first
 
 
 def test_detect_before_plugins_are_loaded_gives_a_platform():

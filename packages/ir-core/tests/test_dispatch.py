@@ -348,3 +348,42 @@ def test_dispatch_under_torch_compile_uses_the_priority(providers):
     compiled = torch.compile(f, backend="eager", fullgraph=True)
     with ir_core.set_priority(rms_norm=["alpha"]):
         assert who_ran(compiled(X, W)) == 2.0
+
+
+def test_rejection_is_the_one_reason_for_dispatch_and_bench(providers):
+    """``Impl.rejection`` says why an impl cannot run; dispatch's reasons are its answers."""
+    op = ir_core.get_op("rms_norm")
+    args = op.bind((X, W, 1e-6), {})
+    with ir_core.set_priority(rms_norm=["gamma", "delta", "decline", "alpha"]):
+        skipped = dict(ir_core.explain("rms_norm", X, W, 1e-6).skipped)
+    for name in ("gamma", "delta", "decline"):
+        assert op.impls[name].rejection("cpu", args) == skipped[name]
+    assert skipped["gamma"] == "runs on cuda, not cpu"
+    assert skipped["delta"] == "unavailable: libdelta missing"
+    assert op.impls["alpha"].rejection("cpu", args) is None
+    assert op.impls["alpha"].rejection("xpu", args) == "runs on cpu, not xpu"
+
+
+def test_tracebacks_show_the_generated_dispatcher_lines(plugin):
+    """The dispatcher's source is registered with linecache, as attrs does for its classes."""
+    import traceback
+
+    def broken(
+        x: torch.Tensor,
+        weight: torch.Tensor | None,
+        epsilon: float,
+        weight_bias: float = 0.0,
+        variance_size: int | None = None,
+    ) -> torch.Tensor:
+        raise RuntimeError("kernel failed")
+
+    def register_impls(registry):
+        registry.register_impl("rms_norm", "broken_kernel", broken, device_types=("cpu",))
+
+    plugin(register_impls=register_impls)
+    with ir_core.set_priority(rms_norm=["broken_kernel"]):
+        with pytest.raises(RuntimeError, match="kernel failed") as info:
+            ir_core.ops.rms_norm(X, W, 1e-6)
+    frames = [f for f in traceback.extract_tb(info.tb) if f.filename == "<ir_core.ops.rms_norm>"]
+    assert frames and all(f.line for f in frames)
+    assert any("resolve(op, cache, key_of" in f.line for f in frames)

@@ -1,5 +1,5 @@
-"""silu_and_mul and gelu_and_mul: native against an fp64 reference written from the formulas,
-and their validation."""
+"""silu_and_mul and gelu_and_mul: native against an fp64 reference written from the formulas
+and against Hugging Face's MLP activations (their validation errors: test_validation.py)."""
 
 from __future__ import annotations
 
@@ -126,30 +126,6 @@ def test_default_gelu_is_exact_and_tanh_differs():
     exact = ir_core.ops.gelu_and_mul(x)
     assert mismatch(ir_core.get_op("gelu_and_mul"), exact, reference(x, _gelu).float()) is None
     assert not torch.equal(exact, ir_core.ops.gelu_and_mul(x, "tanh"))
-
-
-X = torch.randn(3, 8)
-
-
-@pytest.mark.parametrize(
-    "call, error, words",
-    [
-        (lambda: ir_core.ops.silu_and_mul(torch.randn(3, 7)), ValueError, ["silu_and_mul", "'x'", "even", "7"]),
-        (lambda: ir_core.ops.gelu_and_mul(torch.randn(3, 5)), ValueError, ["gelu_and_mul", "'x'", "even"]),
-        (lambda: ir_core.ops.silu_and_mul(X.to(torch.int32)), TypeError, ["silu_and_mul", "'x'", "floating"]),
-        (lambda: ir_core.ops.silu_and_mul(torch.tensor(1.0)), ValueError, ["silu_and_mul", "'x'", "dimension"]),
-        (lambda: ir_core.ops.silu_and_mul([1.0, 2.0]), TypeError, ["silu_and_mul", "'x'", "Tensor"]),
-        (lambda: ir_core.ops.gelu_and_mul(X, "tanh_approx"), ValueError, ["gelu_and_mul", "'approximate'", "'none'", "'tanh'"]),
-        (lambda: ir_core.ops.gelu_and_mul(X, None), TypeError, ["gelu_and_mul", "'approximate'", "str"]),
-        (lambda: ir_core.ops.gelu_and_mul(X, approximate="erf"), ValueError, ["'approximate'", "'erf'"]),
-        (lambda: ir_core.ops.silu_and_mul(X, X), TypeError, ["silu_and_mul"]),
-    ],
-)  # fmt: skip
-def test_bad_input_names_op_and_argument(call, error, words):
-    with pytest.raises(error) as info:
-        call()
-    for word in words:
-        assert word in str(info.value)
 
 
 def test_zero_width_and_zero_tokens():

@@ -191,3 +191,48 @@ def test_register_op_needs_annotations():
 
     with pytest.raises(TypeError, match="annotation"):
         ir_core.registry.register_op(untyped, name=f"untyped_{next(_counter)}")
+
+
+def test_dir_of_ops_lists_the_ops_only():
+    names = dir(ir_core.ops)
+    assert names == sorted(op.name for op in ir_core.registry.ops())
+    assert {"rms_norm", "fused_add_rms_norm", "dual_rms_norm"} <= set(names)
+
+
+def test_op_api_is_exported_but_not_in_all():
+    assert ir_core.__op_api__ == 2 and "__op_api__" not in ir_core.__all__
+    assert all(hasattr(ir_core, name) for name in ir_core.__all__)
+
+
+def test_a_failing_binding_leaves_the_op_unregistered():
+    """``on_new_op`` runs before the op is stored: a binding that fails registers nothing."""
+    registry = ir_core.Registry()
+    bound = []
+
+    def bind(op):
+        bound.append(op.name)
+        if op.name == "refused":
+            raise RuntimeError("no torch op for you")
+
+    registry.on_new_op(bind)
+
+    def accepted(x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def refused(x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    registry.register_op(accepted)
+    with pytest.raises(RuntimeError, match="no torch op"):
+        registry.register_op(refused)
+    assert bound == ["accepted", "refused"]
+    assert "accepted" in registry and "refused" not in registry
+
+
+def test_ensure_loaded_runs_the_installed_loader():
+    registry = ir_core.Registry()
+    registry.ensure_loaded()  # no loader: nothing to do
+    calls = []
+    registry.set_loader(lambda: calls.append(1))
+    registry.ensure_loaded()
+    assert calls == [1]

@@ -6,9 +6,17 @@ import pytest
 import torch
 
 import ir_core
+from ir_core.catalogue.rotary import cos_sin_cache
 
 X = torch.randn(3, 8)
 W = torch.randn(8)
+EPS = 1e-6
+# rotary_embedding: positions of 3 tokens, 4 query heads and 2 key heads of 16 channels
+P, Q, K, C = torch.arange(3), torch.randn(3, 4 * 16), torch.randn(3, 2 * 16), cos_sin_cache(8, 16)
+
+
+def _rope(positions=P, query=Q, key=K, head_size=16, cache=C, is_neox=True):
+    return ir_core.ops.rotary_embedding(positions, query, key, head_size, cache, is_neox)
 
 
 @pytest.mark.parametrize(
@@ -79,8 +87,50 @@ W = torch.randn(8)
         ),
         (lambda: ir_core.ops.dual_rms_norm(X, W, X, W, 1e-6, None), TypeError, ["'b_epsilon'"]),
         (lambda: ir_core.ops.rms_norm(X, W), TypeError, ["rms_norm", "epsilon"]),
+        # -- silu_and_mul, gelu_and_mul
+        (lambda: ir_core.ops.silu_and_mul(torch.randn(3, 7)), ValueError, ["silu_and_mul", "'x'", "even", "7"]),
+        (lambda: ir_core.ops.gelu_and_mul(torch.randn(3, 5)), ValueError, ["gelu_and_mul", "'x'", "even"]),
+        (lambda: ir_core.ops.silu_and_mul(X.to(torch.int32)), TypeError, ["silu_and_mul", "'x'", "floating"]),
+        (lambda: ir_core.ops.silu_and_mul(torch.tensor(1.0)), ValueError, ["silu_and_mul", "'x'", "dimension"]),
+        (lambda: ir_core.ops.silu_and_mul([1.0, 2.0]), TypeError, ["silu_and_mul", "'x'", "Tensor"]),
+        (lambda: ir_core.ops.gelu_and_mul(X, "tanh_approx"), ValueError, ["gelu_and_mul", "'approximate'", "'none'", "'tanh'"]),
+        (lambda: ir_core.ops.gelu_and_mul(X, None), TypeError, ["gelu_and_mul", "'approximate'", "str"]),
+        (lambda: ir_core.ops.gelu_and_mul(X, approximate="erf"), ValueError, ["'approximate'", "'erf'"]),
+        (lambda: ir_core.ops.silu_and_mul(X, X), TypeError, ["silu_and_mul"]),
+        # -- rotary_embedding
+        (lambda: _rope(positions=P.float()), TypeError, ["rotary_embedding", "'positions'", "int64"]),
+        (lambda: _rope(positions=P.to(torch.int16)), TypeError, ["'positions'"]),
+        (lambda: _rope(positions=torch.tensor(1)), ValueError, ["'positions'", "dimension"]),
+        (lambda: _rope(positions=torch.arange(4)), ValueError, ["'query'", "(4,)"]),
+        (lambda: _rope(query=Q.to(torch.int32)), TypeError, ["'query'", "floating"]),
+        (lambda: _rope(key=torch.randn(3, 20)), ValueError, ["'key'", "head_size 16"]),
+        (lambda: _rope(query=torch.randn(3, 4, 8)), ValueError, ["'query'", "head_size is 16"]),
+        (lambda: _rope(key=torch.randn(3, 2, 16, 1)), ValueError, ["'key'"]),
+        (lambda: _rope(cache=cos_sin_cache(8, 18)), ValueError, ["'cos_sin_cache'", "rot_dim 18"]),
+        (lambda: _rope(cache=torch.randn(8, 15)), ValueError, ["'cos_sin_cache'", "even"]),
+        (lambda: _rope(cache=torch.ones(8, 16, dtype=torch.int64)), TypeError, ["'cos_sin_cache'", "floating"]),
+        (lambda: _rope(cache=torch.randn(8, 2, 8)), ValueError, ["'cos_sin_cache'", "(max_position, rot_dim)"]),
+        (lambda: _rope(head_size=0), ValueError, ["'head_size'"]),
+        (lambda: _rope(head_size=16.0), TypeError, ["'head_size'", "int"]),
+        (lambda: _rope(is_neox=1), TypeError, ["'is_neox'", "bool"]),
+        (lambda: _rope(key=None), TypeError, ["rotary_embedding", "'key'", "Tensor"]),
+        (lambda: ir_core.ops.rotary_embedding(P, Q, K, 16), TypeError, ["rotary_embedding", "cos_sin_cache"]),
+        # -- gated_rms_norm
+        (lambda: ir_core.ops.gated_rms_norm(X, W, torch.randn(3, 7), EPS), ValueError, ["gated_rms_norm", "'gate'", "(3, 8)"]),
+        (lambda: ir_core.ops.gated_rms_norm(X, W, X.to(torch.int32), EPS), TypeError, ["'gate'", "floating"]),
+        (lambda: ir_core.ops.gated_rms_norm(X.to(torch.int32), W, X, EPS), TypeError, ["'x'", "floating"]),
+        (lambda: ir_core.ops.gated_rms_norm(X, torch.randn(7), X, EPS), ValueError, ["'weight'", "(8,)"]),
+        (lambda: ir_core.ops.gated_rms_norm(X, None, X, EPS), TypeError, ["'weight'", "Tensor"]),
+        (lambda: ir_core.ops.gated_rms_norm(X, W, X, EPS, group_size=3), ValueError, ["'group_size'", "divide", "8"]),
+        (lambda: ir_core.ops.gated_rms_norm(X, W, X, EPS, group_size=0), ValueError, ["'group_size'"]),
+        (lambda: ir_core.ops.gated_rms_norm(X, W, X, EPS, group_size=16), ValueError, ["'group_size'"]),
+        (lambda: ir_core.ops.gated_rms_norm(X, W, X, EPS, group_size=4.0), TypeError, ["'group_size'", "int"]),
+        (lambda: ir_core.ops.gated_rms_norm(X, W, X, -1.0), ValueError, ["'epsilon'"]),
+        (lambda: ir_core.ops.gated_rms_norm(X, W, X, EPS, weight_bias="1"), TypeError, ["'weight_bias'"]),
+        (lambda: ir_core.ops.gated_rms_norm(X, W, X, EPS, norm_before_gate=None), TypeError, ["'norm_before_gate'", "bool"]),
+        (lambda: ir_core.ops.gated_rms_norm(X, W, X), TypeError, ["gated_rms_norm", "epsilon"]),
     ],
-)
+)  # fmt: skip
 def test_bad_input_names_op_and_argument(call, error, words):
     with pytest.raises(error) as info:
         call()

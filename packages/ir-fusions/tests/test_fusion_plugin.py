@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ir_core
-from ir_core import discovery
+from ir_core import plugins
 from ir_fusions import PASSES, collective_norms, plugin
 
 ir = torch.ops.ir_core
@@ -29,7 +29,7 @@ def test_entry_point_names_the_plugin_module():
 
 def test_plugin_loads_and_declares_the_fused_ops():
     ir_core.load_plugins()
-    (record,) = [r for r in discovery.records() if r.name == "fusions"]
+    (record,) = [r for r in plugins.records() if r.name == "fusions"]
     assert record.status == "loaded", f"{record.reason}\n{record.traceback}"
     for name in ("all_reduce_rms_norm", "all_reduce_fused_add_rms_norm"):
         op = ir_core.get_op(name)
@@ -79,10 +79,12 @@ def _graph_with_both(trace):
 
 def test_registered_passes_leave_recompiling_to_the_pipeline(trace, monkeypatch):
     """Lowering edits the graph after the fusions and Inductor recompiles once at the end; a
-    recompile per pass would be wasted. The registered callables keep the passes' ``repr``."""
+    recompile per pass would be wasted. The registered callables keep the passes' ``repr`` and
+    ``fingerprint()``."""
     registry = compile_passes.FusionPassRegistry()
     plugin.register_fusion_passes(registry)
     assert [repr(p.fn) for p in registry.passes()] == [repr(p) for p in PASSES]
+    assert [p.fn.fingerprint() for p in registry.passes()] == [p.fingerprint() for p in PASSES]
     gm = _graph_with_both(trace)
     recompiles = []
     monkeypatch.setattr(gm, "recompile", lambda: recompiles.append(1))
@@ -121,9 +123,9 @@ def test_enable_and_disable_by_name(trace, ops, spec, expected):
     assert ("dual_rms_norm" in remaining) == ("dual_rms_norm" in expected)
 
 
-def test_pass_repr_is_a_stable_source_fingerprint():
-    """ir-core keys compile caches on ``repr(fn)`` for callables that are not plain functions:
-    it must be the same in another process and differ between passes."""
+def test_pass_fingerprint_is_stable_and_keys_the_compile_cache():
+    """ir-core keys compile caches on ``fn.fingerprint()`` where a fusion callable has one: it
+    must be the same in another process and differ between passes."""
     code = "from ir_fusions import PASSES; print([repr(p) for p in PASSES])"
     other = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
@@ -132,8 +134,9 @@ def test_pass_repr_is_a_stable_source_fingerprint():
     here = [repr(p) for p in PASSES]
     assert other.stdout.strip() == str(here)
     assert len(set(here)) == len(here) and not any("0x" in r for r in here)
-    keys = [compile_passes.FusionPass(p.name, p, p.order).fingerprint() for p in PASSES]
+    keys = [compile_passes.RegisteredPass(p.name, p, p.order).fingerprint() for p in PASSES]
     assert len(set(keys)) == len(keys)
+    assert all(key.endswith(f":{p.fingerprint()}") for key, p in zip(keys, PASSES))
 
 
 def test_fused_op_validation_names_the_fused_op():

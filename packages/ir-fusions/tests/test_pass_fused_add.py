@@ -70,7 +70,7 @@ def test_decoder_16bit_residual_is_bitwise_and_norm_within_one_ulp(trace, dtype)
     out, s = gm(h, residual, n1)
 
     assert torch.equal(s, unfused_s)  # aten.add also sums in fp32 and rounds once
-    # The fused op normalizes the unrounded fp32 sum (DESIGN §7), the unfused graph the
+    # The fused op normalizes the unrounded fp32 sum (docs/contract.md), the unfused graph the
     # rounded one: at most one ulp apart, inside the op's tolerance.
     reference = _reference_norm(h.float() + residual.float(), n1, 1e-6, 0.0).to(dtype)
     torch.testing.assert_close(out, reference, atol=0, rtol=0)

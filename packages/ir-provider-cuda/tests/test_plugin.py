@@ -11,18 +11,19 @@ import pytest
 import torch
 
 import ir_core
-from ir_core import discovery
+from ir_core import plugins
 from ir_core.testing import assert_matches_native
 from ir_provider_cuda import flashinfer_norm, plugin, torch_fused_norm, triton_norm
 
 HAS_CUDA = torch.cuda.is_available()
 EPS = 1e-6
 PROVIDERS = {"triton", "flashinfer", "torch_fused"}
+CATALOGUE_II = ("silu_and_mul", "gelu_and_mul", "rotary_embedding", "gated_rms_norm")
 
 
-def _record() -> discovery.PluginRecord:
+def _record() -> plugins.PluginRecord:
     ir_core.load_plugins()
-    (record,) = [r for r in discovery.records() if r.name == "cuda"]
+    (record,) = [r for r in plugins.records() if r.name == "cuda"]
     return record
 
 
@@ -48,6 +49,7 @@ def test_registered_impls() -> None:
         "rms_norm": PROVIDERS,
         "fused_add_rms_norm": {"triton", "flashinfer"},
         "dual_rms_norm": {"triton"},
+        **{op: {"triton"} for op in CATALOGUE_II},
     }
     for op_name, providers in expected.items():
         impls = ir_core.get_op(op_name).impls
@@ -150,7 +152,7 @@ def test_platform_priority() -> None:
     cuda = plugin.platform_priority("cuda")
     quant = {op.name for op in ir_core.registry.ops() if "fp8_quant" in op.name}
     assert len(quant) == 9
-    assert set(cuda) == {"rms_norm", "fused_add_rms_norm", "dual_rms_norm", *quant}
+    assert set(cuda) == {"rms_norm", "fused_add_rms_norm", "dual_rms_norm", *CATALOGUE_II, *quant}
     assert all(cuda[op] == ["triton"] for op in quant)
     for op_name, order in cuda.items():
         assert len(order) == len(set(order)), op_name

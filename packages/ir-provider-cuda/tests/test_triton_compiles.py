@@ -2,11 +2,12 @@
 
 The interpreter runs the kernels' Python semantics; it does not prove that Triton's compiler
 accepts them. Triton can compile for a target it is told about, with no device present, so this
-compiles representative variants for NVIDIA (sm_90, to cubin) and AMD (gfx942, to hsaco) and
-checks the NVIDIA code for 16-byte vector loads and stores and round-to-nearest bf16 stores.
-The fp8 quant kernels compile in both their ways of rounding into fp8 (see
-``triton_quant_kernels``): the GPU's conversion, which must be ``cvt.rn.satfinite.e4m3x2.f32``
-on sm_90, and the integer code, which must compile where Triton has no e4m3 type (sm_80, AMD).
+compiles representative variants of every kernel (norms, gated activations, rotary, gated norm)
+for NVIDIA (sm_90, to cubin) and AMD (gfx942, to hsaco) and checks the NVIDIA code for 16-byte
+vector loads and stores (norms) and round-to-nearest bf16 stores. The fp8 quant kernels compile
+in both their ways of rounding into fp8 (see ``triton_quant_kernels``): the GPU's conversion,
+which must be ``cvt.rn.satfinite.e4m3x2.f32`` on sm_90, and the integer code, which must compile
+where Triton has no e4m3 type (sm_80, AMD).
 Runs in a subprocess because the test session imported the kernels in interpreter mode.
 """
 
@@ -58,6 +59,42 @@ def dual():
     src = ASTSource(fn=k._dual_rms_norm_kernel, signature=sig, constexprs=consts)
     return triton.compile(src, target=target, options={"num_warps": 8})
 
+def generic(kernel, ptr, consts, floats=(), pointer_types=None):
+    # every int argument i32, pointers *ptr (or as named), the floats fp32, the constexprs
+    names = kernel.arg_names
+    sig = {n: "i32" for n in names}
+    sig.update({n: f"*{ptr}" for n in names if n.endswith("_ptr")})
+    sig.update(pointer_types or {})
+    sig.update({n: "fp32" for n in floats})
+    sig.update({c: "constexpr" for c in consts})
+    src = ASTSource(fn=kernel, signature=sig, constexprs=consts)
+    return triton.compile(src, target=target, options={"num_warps": 4})
+
+from ir_provider_cuda import triton_activation_kernels as ka
+from ir_provider_cuda import triton_gated_norm_kernels as kg
+from ir_provider_cuda import triton_rotary_kernels as kr
+
+new_kernels = (
+    ("silu_and_mul bf16", generic(ka._act_and_mul_kernel, "bf16",
+        {"ACTIVATION": ka.SILU, "BLOCK": 1024, "SOFTWARE_BF16": False})),
+    ("gelu_and_mul erf fp16", generic(ka._act_and_mul_kernel, "fp16",
+        {"ACTIVATION": ka.GELU, "BLOCK": 1024, "SOFTWARE_BF16": False})),
+    ("gelu_and_mul tanh bf16", generic(ka._act_and_mul_kernel, "bf16",
+        {"ACTIVATION": ka.GELU_TANH, "BLOCK": 1024, "SOFTWARE_BF16": False})),
+    ("rotary neox partial bf16", generic(kr._rotary_kernel, "bf16",
+        {"IS_NEOX": True, "HALF_BLOCK": 32, "HEAD_BLOCK": 32, "PASS_BLOCK": 64,
+         "SOFTWARE_BF16": False}, pointer_types={"pos_ptr": "*i64", "cache_ptr": "*fp32"})),
+    ("rotary gptj bf16", generic(kr._rotary_kernel, "bf16",
+        {"IS_NEOX": False, "HALF_BLOCK": 64, "HEAD_BLOCK": 32, "PASS_BLOCK": 1,
+         "SOFTWARE_BF16": False}, pointer_types={"pos_ptr": "*i32"})),
+    ("gated_rms_norm single-pass bf16", generic(kg._gated_rms_norm_kernel, "bf16",
+        {"NORM_BEFORE_GATE": True, "BLOCK": 128, "SINGLE_PASS": True, "ITEMS_PER_PROGRAM": 4,
+         "SOFTWARE_BF16": False}, floats=("eps", "weight_bias"))),
+    ("gated_rms_norm two-pass fp32", generic(kg._gated_rms_norm_kernel, "fp32",
+        {"NORM_BEFORE_GATE": False, "BLOCK": 16384, "SINGLE_PASS": False,
+         "ITEMS_PER_PROGRAM": 1, "SOFTWARE_BF16": False}, floats=("eps", "weight_bias"))),
+)
+
 def fp8_consts(fp8, software):
     return {"SOFTWARE_FP8": software, "MIN_EXP": -7 if fp8 == "fp8e4b8" else -6,
             "NAN_CODE": 0x80 if fp8 == "fp8e4b8" else 0x7F, "FNUZ": fp8 == "fp8e4b8"}
@@ -101,24 +138,23 @@ def amax():
                     constexprs={"BLOCK": 4096, "ROWS_PER_PROGRAM": 4})
     return triton.compile(src, target=target, options={"num_warps": 8})
 
-variants = [("bf16 single-pass fused add", lambda: rms("bf16", 4096, True, True)),
-            ("fp32 two-pass", lambda: rms("fp32", 16384, False, False)),
-            ("dual", dual),
-            ("quant amax", amax)]
+quant_kernels = [("quant amax", amax())]
 for fp8 in ("fp8e4nv", "fp8e4b8"):
     # the GPU's conversion only where Triton has the type: e4m3fn on NVIDIA sm_89+
     ways = [True, False] if backend == "cuda" and arch == "90" and fp8 == "fp8e4nv" else [True]
     for software in ways:
         way = "integer code" if software else "hardware cvt"
-        variants += [
-            (f"quant {fp8} {way} fused add norm static", lambda f=fp8, s=software: quant_rows(f, s, 0, True)),
-            (f"quant {fp8} {way} norm per-token two-pass", lambda f=fp8, s=software: quant_rows(f, s, 1, False)),
-            (f"quant {fp8} {way} per-tensor silu", lambda f=fp8, s=software: quant_rows(f, s, 2, True, 1)),
-            (f"quant {fp8} {way} norm group ue8m0", lambda f=fp8, s=software: quant_groups(f, s)),
+        quant_kernels += [
+            (f"quant {fp8} {way} fused add norm static", quant_rows(fp8, software, 0, True)),
+            (f"quant {fp8} {way} norm per-token two-pass", quant_rows(fp8, software, 1, False)),
+            (f"quant {fp8} {way} per-tensor silu", quant_rows(fp8, software, 2, True, 1)),
+            (f"quant {fp8} {way} norm group ue8m0", quant_groups(fp8, software)),
         ]
+
 report = {}
-for label, build in variants:
-    c = build()
+for label, c in (("bf16 single-pass fused add", rms("bf16", 4096, True, True)),
+                 ("fp32 two-pass", rms("fp32", 16384, False, False)),
+                 ("dual", dual()), *new_kernels, *quant_kernels):
     binary = "cubin" if backend == "cuda" else "hsaco"
     ops = sorted(set(re.findall(r"(?:ld|st)\.global[.\w]*", c.asm.get("ptx", ""))))
     cvt = sorted(set(re.findall(r"cvt\.rn(?:\.satfinite)?\.(?:bf16|e4m3x2)[.\w]*", c.asm.get("ptx", ""))))
@@ -153,6 +189,8 @@ def test_compiles_for_nvidia_sm90() -> None:
     fused = report["bf16 single-pass fused add"]
     assert "ld.global.v4.b32" in fused["mem"] and "st.global.v4.b32" in fused["mem"], fused
     assert fused["cvt"], "bf16 stores must round to nearest (cvt.rn)"
+    for label in ("silu_and_mul bf16", "rotary gptj bf16", "gated_rms_norm single-pass bf16"):
+        assert report[label]["cvt"], f"{label}: bf16 stores must round to nearest (cvt.rn)"
     hardware = [v for label, v in report.items() if "hardware cvt" in label]
     assert len(hardware) == 4, sorted(report)
     for found in hardware:  # the fp8 stores round to nearest even, saturating

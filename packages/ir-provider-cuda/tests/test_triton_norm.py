@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from launch_spy import LaunchSpy
 
 import ir_core
 from ir_core import Sample
@@ -51,27 +52,10 @@ def _check(op_name: str, *args: Any, **kwargs: Any) -> None:
     assert_matches_native(op_name, fn, Sample(args, kwargs, f"{op_name} {kwargs}"))
 
 
-class _LaunchSpy:
-    """Stands in for a @triton.jit kernel and records every launch (grid and arguments)."""
-
-    def __init__(self, kernel: Any) -> None:
-        self.kernel = kernel
-        self.launches: list[tuple[Any, tuple[Any, ...]]] = []
-
-    def __getitem__(self, grid: Any) -> Any:
-        launch = self.kernel[grid]
-
-        def run(*args: Any, **kwargs: Any) -> Any:
-            self.launches.append((grid, args))
-            return launch(*args, **kwargs)
-
-        return run
-
-
 @pytest.fixture
-def spies(monkeypatch: pytest.MonkeyPatch, triton_on_device: str) -> dict[str, _LaunchSpy]:
+def spies(monkeypatch: pytest.MonkeyPatch, triton_on_device: str) -> dict[str, LaunchSpy]:
     k = _kernels()
-    found = {"rms": _LaunchSpy(k._rms_norm_kernel), "dual": _LaunchSpy(k._dual_rms_norm_kernel)}
+    found = {"rms": LaunchSpy(k._rms_norm_kernel), "dual": LaunchSpy(k._dual_rms_norm_kernel)}
     monkeypatch.setattr(k, "_rms_norm_kernel", found["rms"])
     monkeypatch.setattr(k, "_dual_rms_norm_kernel", found["dual"])
     return found
@@ -129,7 +113,7 @@ def test_rows_longer_than_one_block(triton_on_device: str) -> None:
     _check("fused_add_rms_norm", x, residual, w, EPS, weight_bias=1.0, variance_size=17000)
 
 
-def test_many_rows_packed_per_program(triton_on_device: str, spies: dict[str, _LaunchSpy]) -> None:
+def test_many_rows_packed_per_program(triton_on_device: str, spies: dict[str, LaunchSpy]) -> None:
     """Enough short rows that one program normalizes several; a ragged last program."""
     d, rows, h = triton_on_device, 1030, 64
     cfg = _kernels().launch_config(h, rows, 2)
@@ -156,7 +140,7 @@ def test_3d_inputs(triton_on_device: str, dtype: torch.dtype) -> None:
 
 
 def test_strided_rows_go_to_the_kernel_uncopied(
-    triton_on_device: str, spies: dict[str, _LaunchSpy]
+    triton_on_device: str, spies: dict[str, LaunchSpy]
 ) -> None:
     """A column slice of a wider buffer (rows 200 apart): the kernel gets the original storage
     and its row stride, in a single launch."""
@@ -170,7 +154,7 @@ def test_strided_rows_go_to_the_kernel_uncopied(
     assert args[1:3] == (0, 200)  # one stride level: (outer, inner) row strides
 
 
-def test_rows_on_two_stride_levels(triton_on_device: str, spies: dict[str, _LaunchSpy]) -> None:
+def test_rows_on_two_stride_levels(triton_on_device: str, spies: dict[str, LaunchSpy]) -> None:
     """A transposed (seq, batch, H) buffer whose leading dims do not merge into one stride."""
     d, h = triton_on_device, 64
     x = _act((3, 2, h + 8), torch.float16, d)[:, :, :h].transpose(0, 1)
@@ -215,7 +199,7 @@ def test_broadcast_rows(triton_on_device: str) -> None:
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_zero_tokens(
-    triton_on_device: str, dtype: torch.dtype, spies: dict[str, _LaunchSpy]
+    triton_on_device: str, dtype: torch.dtype, spies: dict[str, LaunchSpy]
 ) -> None:
     d = triton_on_device
     x, w = _act((0, 64), dtype, d), _weight(64, dtype, d)
@@ -288,7 +272,7 @@ def test_fused_add_normalizes_the_fp32_sum(triton_on_device: str) -> None:
 # -- one launch for two norms ---------------------------------------------------------------
 
 
-def test_dual_is_one_launch(triton_on_device: str, spies: dict[str, _LaunchSpy]) -> None:
+def test_dual_is_one_launch(triton_on_device: str, spies: dict[str, LaunchSpy]) -> None:
     """MLA's split latents (a and b are column slices of one buffer): one kernel launch."""
     d = triton_on_device
     fused = _act((5, 96 + 32 + 8), torch.bfloat16, d)

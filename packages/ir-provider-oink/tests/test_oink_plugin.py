@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import ir_core
-from ir_core import discovery
+from ir_core import plugins
 from ir_provider_oink import oink_norm, plugin
 
 
@@ -25,7 +25,7 @@ def test_entry_point_names_the_plugin_module() -> None:
 
 def test_plugin_registers_oink_on_cuda() -> None:
     ir_core.load_plugins()
-    (record,) = [r for r in discovery.records() if r.name == "oink"]
+    (record,) = [r for r in plugins.records() if r.name == "oink"]
     assert record.status == "loaded", f"{record.reason}\n{record.traceback}"
     assert record.providers == ["oink"]
     for op in ("rms_norm", "fused_add_rms_norm"):

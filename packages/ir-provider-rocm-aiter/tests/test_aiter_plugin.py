@@ -12,7 +12,7 @@ import torch
 from recording_aiter import build
 
 import ir_core
-from ir_core import discovery
+from ir_core import plugins
 from ir_provider_rocm_aiter import aiter_norm, plugin
 
 EPS = 1e-6
@@ -35,7 +35,7 @@ def test_entry_point_names_the_plugin_module() -> None:
 
 def test_plugin_loads_and_registers_aiter_for_three_ops() -> None:
     ir_core.load_plugins()
-    (record,) = [r for r in discovery.records() if r.name == "rocm_aiter"]
+    (record,) = [r for r in plugins.records() if r.name == "rocm_aiter"]
     assert record.status == "loaded", f"{record.reason}\n{record.traceback}"
     assert record.providers == ["aiter"]
     for op in OPS:

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import ir_core
-from ir_core import discovery
+from ir_core import plugins
 from ir_provider_xpu import ipex_norm, plugin, xpu_kernels_norm
 
 OPS = ("rms_norm", "fused_add_rms_norm")
@@ -24,7 +24,7 @@ def test_entry_point_names_the_plugin_module() -> None:
 
 def test_plugin_registers_both_providers() -> None:
     ir_core.load_plugins()
-    (record,) = [r for r in discovery.records() if r.name == "xpu"]
+    (record,) = [r for r in plugins.records() if r.name == "xpu"]
     assert record.status == "loaded", f"{record.reason}\n{record.traceback}"
     assert record.providers == ["ipex", "xpu_kernels"]
     for op in OPS:

@@ -2,39 +2,24 @@
 
 Engines call ``ir_core.ops.<name>(...)``; provider wheels register kernels through pluggy hooks
 (``ir_core.hookspecs``); priorities decide which kernel runs, and ``ir_core.explain`` says why.
+The layers below this public face, and where each thing lives, are in docs/architecture.md.
 """
 
 from __future__ import annotations
 
-from .catalogue import OP_API as __op_api__
-from .catalogue import register_builtin_ops as _register_builtin_ops
+from . import ops
+from .catalogue import OP_API
 from .compile import compile_report
-from .discovery import (
-    API_VERSION,
-    PluginLoadError,
-    load_plugins,
-    register_plugin,
-    registry,
-    unregister_plugin,
-)
 from .dispatch import Explanation, explain
-from .hookspecs import hookimpl
+from .hookspecs import API_VERSION, hookimpl
 from .op import Impl, Op, Sample
+from .plugins import PluginLoadError, load_plugins, register_plugin, unregister_plugin
 from .priority import PriorityError, configure, priority_hash, set_priority
-from .registry import RegistrationError, Registry
+from .registry import RegistrationError, Registry, get_op, registry
+from .version import __version__ as __version__
 
-_register_builtin_ops(registry)
-
-from . import ops  # noqa: E402  (needs the built-in ops registered)
-from .version import __version__ as __version__  # noqa: E402
-
-
-def get_op(name: str) -> Op:
-    """The op called ``name`` (plugins loaded first, so fused ops are found too)."""
-    if name not in {op.name for op in registry.ops()}:
-        load_plugins()
-    return registry.get_op(name)
-
+#: The version of the op catalogue's signatures and semantics (not in ``__all__``: a dunder).
+__op_api__ = OP_API
 
 __all__ = [
     "API_VERSION",
@@ -46,7 +31,6 @@ __all__ = [
     "RegistrationError",
     "Registry",
     "Sample",
-    "__op_api__",
     "compile_report",
     "configure",
     "explain",

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .dispatch import select
 from .op import NATIVE, Op, Sample
 from .progress import Progress
 from .testing import output_mismatches
@@ -113,8 +114,6 @@ def bench_op(
 ) -> list[BenchRow]:
     """Time every impl of ``op`` that is available, runs on ``device`` and accepts the call;
     the last row is ``ir_core.ops.<op>`` (dispatch included)."""
-    from .dispatch import select
-
     progress = progress or Progress(enabled=False)
     device_type = torch.device(device).type
     sample = op.example_inputs(num_tokens, hidden_size, dtype, device)
@@ -130,7 +129,7 @@ def bench_op(
         progress.step(f"{op.name} {provider}: first call")
         impl = op.impls[provider]
         row = rows[provider] = BenchRow(provider, "skipped", selected=provider == chosen)
-        reason = _rejection(impl, device_type, args)
+        reason = impl.rejection(device_type, args)
         if reason:
             row.reason = reason
             continue
@@ -159,22 +158,6 @@ def bench_op(
     progress.step(f"{op.name}: done")
     progress.close()
     return list(rows.values())
-
-
-def _rejection(impl: Any, device_type: str, args: tuple[Any, ...]) -> str:
-    """Why ``impl`` is not timed on these arguments ('' when it is)."""
-    ok, reason = impl.status()
-    if not ok:
-        return f"unavailable: {reason}"
-    if not impl.runs_on(device_type):
-        return f"runs on {', '.join(sorted(impl.device_types or ()))}, not {device_type}"
-    if impl.supports_args is not None:
-        try:
-            if not impl.supports_args(*args):
-                return "supports_args declined these arguments"
-        except Exception as exc:
-            return f"supports_args raised {type(exc).__name__}: {exc}"
-    return ""
 
 
 def _checked_call(

@@ -23,17 +23,18 @@ exact metadata makes every validation and predicate answer exact.
 
 from __future__ import annotations
 
+import linecache
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.compiler import is_compiling
 
 from . import priority
-from .compile import guard as compile_guard
-from .op import NATIVE, Impl, Op
+from .op import NATIVE, Op
+from .registry import get_op, registry
 
 try:  # C++ metadata checks; absent or changed in some future torch, then Python compares
     from torch._C._dynamo.guards import TensorGuards as _TensorGuards
@@ -63,6 +64,9 @@ priority.on_change(_clear_caches)
 @dataclass
 class Explanation:
     """Why ``provider`` runs: the priority tried and the reason each earlier one was skipped."""
+
+    #: The reason given for a provider that has an impl but is not in the op's priority.
+    NOT_IN_PRIORITY: ClassVar[str] = "not in this op's priority"
 
     op: str
     provider: str
@@ -109,33 +113,16 @@ def select(
     for provider in order:
         if provider == NATIVE:
             break
-        reason = _rejection(op.impls.get(provider), provider, device_type, args)
+        impl = op.impls.get(provider)
+        if impl is None:
+            reason: str | None = f"no {provider} impl registered for this op"
+        else:
+            reason = impl.rejection(device_type, args)
         if reason is None:
             return Explanation(op.name, provider, order, skipped)
         skipped.append((provider, reason))
-    skipped += [(p, "not in this op's priority") for p in op.impls if p not in order]
+    skipped += [(p, Explanation.NOT_IN_PRIORITY) for p in op.impls if p not in order]
     return Explanation(op.name, NATIVE, order, skipped)
-
-
-def _rejection(
-    impl: Impl | None, provider: str, device_type: str, args: Sequence[Any]
-) -> str | None:
-    """Why ``impl`` cannot run these args, or None when it can."""
-    if impl is None:
-        return f"no {provider} impl registered for this op"
-    ok, reason = impl.status()
-    if not ok:
-        return f"unavailable: {reason}"
-    if not impl.runs_on(device_type):
-        return f"runs on {', '.join(sorted(impl.device_types or ()))}, not {device_type}"
-    if impl.supports_args is not None:
-        try:
-            supported = impl.supports_args(*args)
-        except Exception as exc:  # a faulty predicate declines; it must not break the call
-            return f"supports_args raised {type(exc).__name__}: {exc}"
-        if not supported:
-            return "supports_args declined these arguments"
-    return None
 
 
 def explain(op: str | Op, *args: Any, device_type: str | None = None, **kwargs: Any) -> Explanation:
@@ -143,8 +130,6 @@ def explain(op: str | Op, *args: Any, device_type: str | None = None, **kwargs: 
 
     ``device_type`` pretends the arguments live on that device type (see :func:`select`).
     """
-    from . import get_op
-
     target = get_op(op) if isinstance(op, str) else op
     bound = target.bind(args, kwargs)
     target.validate(bound)
@@ -158,9 +143,7 @@ def _resolve(
     args: tuple[Any, ...],
 ) -> Callable[..., Any]:
     """The miss path: validate, select, remember under ``key_of(*args)`` with a matcher."""
-    from . import discovery
-
-    discovery.load_plugins()
+    registry.ensure_loaded()
     if op.dispatcher in _pending_fast_paths and "torch._dynamo" in sys.modules:
         _enable_fast_path(op.dispatcher)
     op.validate(args)
@@ -243,8 +226,9 @@ def make_dispatcher(op: Op) -> Callable[..., Any]:
     behind ``is_compiling()`` directly (set by non-strict ``torch.export``) instead of calling
     it: the dispatcher object stays the same, so references users hold keep working. A frame
     Dynamo compiled before the swap recompiles once (Dynamo guards on the code object).
-    What Dynamo traces reads ``ir_core.compile.guard.priority_key``, so a compiled graph is
-    guarded on the priority it was lowered under and recompiles when it changes.
+    What Dynamo traces reads ``ir_core.priority.priority_key``, so a compiled graph is
+    guarded on the priority it was lowered under and recompiles when it changes. The generated
+    source is registered with :mod:`linecache`, so tracebacks and pdb show its lines.
     """
     call = ", ".join(p.name for p in op.params)
     tensors = ", ".join(p.name for p in op.params if p.is_tensor)
@@ -277,7 +261,7 @@ def fast({call}):
 {lookup}
 
 def traced({call}):
-    if not compile_guard.priority_key:  # makes Dynamo guard on the priority: see the module
+    if not guard.priority_key:  # makes Dynamo guard on the priority: see ir_core.priority
         raise RuntimeError("ir_core: no priority key")
     return op.torch_op({call})
 
@@ -293,9 +277,12 @@ def key_of({call}):
         "cache": cache,
         "scope": priority.current_scope.get,
         "resolve": _resolve,
-        "compile_guard": compile_guard,
+        "guard": priority,
     }
-    exec(compile(source, f"<ir_core.ops.{op.name}>", "exec"), namespace)
+    filename = f"<ir_core.ops.{op.name}>"
+    # as attrs does for the classes it generates: mtime None keeps checkcache() from dropping it
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(compile(source, filename, "exec"), namespace)
     defaults = tuple(
         p.default for p in op.signature.parameters.values() if p.default is not p.empty
     )

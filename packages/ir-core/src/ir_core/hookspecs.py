@@ -18,7 +18,7 @@ Hooks are called in this order when plugins load (lazily, on first dispatch, fir
 2. ``register_ops``            -- for every plugin, so that impls of new ops can follow
 3. ``register_impls``
 4. ``register_fusion_passes``  -- when a compile first needs the fusion passes
-5. ``detect_platform``         -- first non-None answer wins
+5. ``detect_platform``         -- the first plugin (in load order) that answers wins
 6. ``platform_priority``       -- when priorities are first resolved
 """
 
@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the manual names the types, the model layer imports none
+    from .compile.passes import FusionPassRegistry
     from .registry import Registry
 
 PROJECT_NAME = "ir_core"
@@ -64,9 +65,14 @@ def register_ops(registry: Registry) -> None:
     sample_inputs=None, example_inputs=None, compare=None)`` where ``fn`` is a fully annotated
     native PyTorch function: its name and annotations become the op's schema
     (``torch.ops.ir_core.<name>``), its body is the reference every other implementation is
-    checked against. ``compare`` is for outputs not judged by a per-dtype tolerance (fp8 codes:
-    see :class:`ir_core.op.Comparison`). Fused ops contributed by fusion packages are declared
-    here.
+    checked against. ``validate(*args)``
+    raises TypeError/ValueError naming the op and argument; ``sample_inputs(dtype, device)``
+    (a ``torch.dtype`` and a ``torch.device``) returns the :class:`ir_core.Sample` cases the
+    conformance kit checks every impl on; ``example_inputs(num_tokens, hidden_size, dtype,
+    device)`` returns one representative :class:`ir_core.Sample` for ``ir-core explain``,
+    ``bench`` and ``doctor``; ``compare`` (optional) judges outputs that a per-dtype tolerance
+    cannot (fp8 codes, by their dequantized values: see :class:`ir_core.op.Comparison`). Fused
+    ops contributed by fusion packages are declared here.
 
     :param registry: the process-wide :class:`ir_core.Registry`.
     """
@@ -102,7 +108,7 @@ def register_impls(registry: Registry) -> None:
 
 
 @hookspec
-def register_fusion_passes(registry: Any) -> None:
+def register_fusion_passes(registry: FusionPassRegistry) -> None:
     """Contribute graph rewrites that run inside ``torch.compile`` before IR ops are lowered.
 
     Call ``registry.register(name, fn, *, order=100)``: ``fn(gm)`` rewrites the post-grad ATen
@@ -111,17 +117,22 @@ def register_fusion_passes(registry: Any) -> None:
     across plugins and users pick them with ``IR_CORE_FUSIONS`` (``-name`` disables one, a bare
     name means "only these"). Fused ops a pass emits are declared in ``register_ops``.
 
-    :param registry: the process-wide :class:`ir_core.compile.FusionPassRegistry`.
+    A pass is part of the compile-cache key: when ``fn`` has a ``fingerprint()`` method
+    returning a str, that string (which must change whenever what the pass does changes, and
+    be the same in every process); otherwise the digest of ``fn``'s source.
+
+    :param registry: the :class:`ir_core.compile.FusionPassRegistry` being filled.
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
 def detect_platform() -> str | None:
     """Claim the machine for an out-of-tree platform.
 
     Return the platform name (e.g. ``"npu"``) if this plugin's hardware is present, else
-    ``None``. The first non-None answer wins; when none answers, ir-core detects ``cuda``,
-    ``rocm``, ``xpu`` or ``cpu`` from torch. ``IR_CORE_PLATFORM`` overrides both.
+    ``None``. ir-core asks each plugin in load order (one at a time, so a plugin that raises is
+    quarantined alone) and the first non-empty answer wins; when none answers, ir-core detects
+    ``cuda``, ``rocm``, ``xpu`` or ``cpu`` from torch. ``IR_CORE_PLATFORM`` overrides both.
     """
 
 

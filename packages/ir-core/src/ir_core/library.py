@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from .op import Op
+from .op import Op
+from .registry import registry
 
 NAMESPACE = "ir_core"
 IMPL_NAMESPACE = "ir_core_impl"
@@ -100,6 +100,7 @@ def _on_trace() -> None:
     (Dynamo imports it), and importing it costs seconds. See ``ir_core.compile.inductor``.
     """
     if "torch._inductor.config" in sys.modules:
+        # lazy: the one upward edge; compile.inductor imports Inductor (seconds), never at import
         from .compile.inductor import ensure_installed
 
         ensure_installed()
@@ -144,8 +145,6 @@ def _define_impl_op(op: Op, provider: str) -> Any:
 
 def current_impl(op_name: str, provider: str) -> Any:
     """The kernel ``provider`` registers for ``op_name`` now; a clear error when it is gone."""
-    from .discovery import registry
-
     try:
         return registry.get_op(op_name).impls[provider].fn
     except KeyError:

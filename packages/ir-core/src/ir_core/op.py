@@ -16,7 +16,7 @@ import torch
 
 NATIVE = "native"
 
-#: Default per-dtype (atol, rtol) every impl must meet against native (DESIGN §7).
+#: Default per-dtype (atol, rtol) every impl must meet against native (docs/contract.md).
 DEFAULT_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     torch.float32: (1e-5, 1.3e-6),
     torch.float16: (1e-3, 1e-3),
@@ -165,8 +165,51 @@ class Impl:
     def runs_on(self, device_type: str) -> bool:
         return self.device_types is None or device_type in self.device_types
 
+    def rejection(self, device_type: str, args: Sequence[Any]) -> str | None:
+        """Why this impl cannot run ``args`` (all positional) on ``device_type``, or None when
+        it can: unavailable, another device type, or ``supports_args`` declining.
+
+        Dispatch, ``ir-core bench`` and the conformance kit all ask this one question.
+        """
+        ok, reason = self.status()
+        if not ok:
+            return f"unavailable: {reason}"
+        if not self.runs_on(device_type):
+            return f"runs on {', '.join(sorted(self.device_types or ()))}, not {device_type}"
+        return self.declines(args)
+
+    def declines(self, args: Sequence[Any]) -> str | None:
+        """Why ``supports_args`` does not accept ``args``, or None when it does (or there is
+        none). A predicate that raises declines: it must not break the call."""
+        if self.supports_args is None:
+            return None
+        try:
+            supported = self.supports_args(*args)
+        except Exception as exc:  # a faulty predicate declines; it must not break the call
+            return f"supports_args raised {type(exc).__name__}: {exc}"
+        if not supported:
+            return "supports_args declined these arguments"
+        return None
+
     def __repr__(self) -> str:
         return f"<Impl {self.op_name}:{self.provider}>"
+
+
+@dataclass(frozen=True)
+class OpDeclaration:
+    """One row of an op table: what ``Registry.register_op`` takes to declare an op.
+
+    ``fn`` is the typed native function (its name is the op's unless ``name`` is given); see
+    :class:`Op` for the rest.
+    """
+
+    fn: Callable[..., Any]
+    validate: Callable[..., None] | None = None
+    sample_inputs: Callable[[torch.dtype, torch.device], Iterable[Sample]] | None = None
+    example_inputs: Callable[..., Sample] | None = None
+    tolerances: dict[torch.dtype, tuple[float, float]] | None = None
+    name: str | None = None
+    compare: Compare | None = None
 
 
 class Op:
@@ -179,7 +222,7 @@ class Op:
         *,
         tolerances: dict[torch.dtype, tuple[float, float]] | None = None,
         validate: Callable[..., None] | None = None,
-        sample_inputs: Callable[[torch.dtype, str], Iterable[Sample]] | None = None,
+        sample_inputs: Callable[[torch.dtype, torch.device], Iterable[Sample]] | None = None,
         example_inputs: Callable[..., Sample] | None = None,
         compare: Compare | None = None,
         plugin: str | None = None,
@@ -204,14 +247,10 @@ class Op:
         self._compare = compare
         self.plugin = plugin
         self.impls: dict[str, Impl] = {}
-        #: The generated eager dispatcher, ``ir_core.ops.<name>`` (set by the registry).
+        #: The generated eager dispatcher, ``ir_core.ops.<name>`` (bound by :mod:`ir_core.ops`).
         self.dispatcher: Callable[..., Any] = native
-        #: ``torch.ops.ir_core.<name>`` (set by the registry).
+        #: ``torch.ops.ir_core.<name>`` (bound by :mod:`ir_core.ops`).
         self.torch_op: Any = None
-
-    @property
-    def tensor_params(self) -> tuple[Param, ...]:
-        return tuple(p for p in self.params if p.is_tensor)
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
         """``(atol, rtol)`` for outputs of ``dtype``."""

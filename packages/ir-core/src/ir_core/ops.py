@@ -1,7 +1,10 @@
-"""``ir_core.ops.<name>``: the calls engines make.
+"""``ir_core.ops.<name>``: the calls engines make, and the composition root that makes them.
 
-Each attribute is the op's generated eager dispatcher (see :mod:`ir_core.dispatch`). Ops that
-plugins declare appear here once plugins are loaded.
+Every op the registry accepts is bound here, before it is stored, to its generated eager
+dispatcher (:func:`ir_core.dispatch.make_dispatcher`) and its torch op
+(:func:`ir_core.library.define`); then the built-in catalogue is declared, so that
+``ir_core.ops.rms_norm`` is a plain module attribute. Ops that plugins declare are found
+through ``__getattr__`` once plugins are loaded. ``dir(ir_core.ops)`` lists the ops only.
 """
 
 from __future__ import annotations
@@ -9,17 +12,39 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .discovery import load_plugins, registry
+from . import catalogue, dispatch, library
+from .op import Op
+from .registry import registry
 
-rms_norm: Callable[..., Any] = registry.get_op("rms_norm").dispatcher
-fused_add_rms_norm: Callable[..., Any] = registry.get_op("fused_add_rms_norm").dispatcher
-dual_rms_norm: Callable[..., Any] = registry.get_op("dual_rms_norm").dispatcher
+
+def _bind(op: Op) -> None:
+    """Give a new op its ``ir_core.ops`` dispatcher and its ``torch.ops.ir_core`` op."""
+    op.dispatcher = dispatch.make_dispatcher(op)
+    op.torch_op = library.define(op)
+
+
+def _declare_builtin_ops() -> None:
+    for row in catalogue.BUILTIN_OPS:
+        op = registry.register_op(
+            row.fn,
+            name=row.name,
+            tolerances=row.tolerances,
+            validate=row.validate,
+            sample_inputs=row.sample_inputs,
+            example_inputs=row.example_inputs,
+            compare=row.compare,
+        )
+        globals()[op.name] = op.dispatcher
+
+
+registry.on_new_op(_bind)
+_declare_builtin_ops()
 
 
 def __getattr__(name: str) -> Callable[..., Any]:
     if name.startswith("__"):
         raise AttributeError(name)
-    load_plugins()
+    registry.ensure_loaded()
     try:
         return registry.get_op(name).dispatcher
     except KeyError as exc:
@@ -27,4 +52,4 @@ def __getattr__(name: str) -> Callable[..., Any]:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *(op.name for op in registry.ops())})
+    return sorted(op.name for op in registry.ops())

@@ -1,22 +1,29 @@
 """Which providers an op tries, in what order, and where that order comes from.
 
-Sources, strongest first (DESIGN §4): ``set_priority`` (a contextvar, so thread- and task-local)
-> ``configure(priority=...)`` > ``IR_CORE_OP_PRIORITY`` > the merged ``platform_priority``
-hooks > ``native``. The strongest user source that names an op gives its leading providers;
-plugin defaults follow without duplicates; ``native`` is always the last resort.
+Sources, strongest first (docs/contract.md, "Priorities"): ``set_priority`` (a contextvar, so
+thread- and task-local) > ``configure(priority=...)`` > ``IR_CORE_OP_PRIORITY`` > the merged
+``platform_priority`` hooks > ``native``. The strongest user source that names an op gives its
+leading providers; plugin defaults follow without duplicates; ``native`` is always the last
+resort. The plugin defaults reach this module through :func:`set_plugin_defaults`, which the
+plugin layer calls: this module never imports it.
+
+The compile guard lives here too (:data:`priority_key`): the key a compiled graph is guarded
+on, so that a graph lowered under one priority is never run under another.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
+from .digest import source_digest
 from .op import NATIVE
+from .registry import registry
 
 ENV_PRIORITY = "IR_CORE_OP_PRIORITY"
 
@@ -48,6 +55,20 @@ _configured: PriorityMap = {}
 _resolved: dict[tuple[Scope, str], tuple[str, ...]] = {}
 _env_cache: tuple[str, PriorityMap] | None = None
 _listeners: list[Callable[[], None]] = []
+#: The plugins' merged ``platform_priority`` answers for the current platform, and the names of
+#: the quarantined plugins (for error hints): installed by the plugin layer.
+_plugin_defaults: Callable[[], PriorityMap] = dict
+_quarantined: Callable[[], list[str]] = list
+
+
+def set_plugin_defaults(
+    defaults: Callable[[], PriorityMap], quarantined: Callable[[], list[str]]
+) -> None:
+    """Install where plugin defaults come from: ``defaults()`` is the plugins' merged order per
+    op for the current platform, ``quarantined()`` the plugins quarantined so far."""
+    global _plugin_defaults, _quarantined
+    _plugin_defaults, _quarantined = defaults, quarantined
+    changed()
 
 
 # -- parsing and validation ------------------------------------------------------------------
@@ -81,10 +102,7 @@ def parse(text: str) -> PriorityMap:
 
 def normalize(mapping: Mapping[str, Sequence[str] | str], *, source: str) -> PriorityMap:
     """Check op and provider names against the registry (plugins loaded first)."""
-    from . import discovery
-
-    discovery.load_plugins()
-    registry = discovery.registry
+    registry.ensure_loaded()
     known_ops = {op.name for op in registry.ops()}
     known_providers = set(registry.providers())
     result: PriorityMap = {}
@@ -97,7 +115,7 @@ def normalize(mapping: Mapping[str, Sequence[str] | str], *, source: str) -> Pri
             providers = [p.strip() for p in providers.split(",") if p.strip()]
         unknown = [p for p in providers if p not in known_providers]
         if unknown:
-            quarantined = discovery.quarantined_names()
+            quarantined = _quarantined()
             hint = f" (quarantined plugins: {', '.join(quarantined)})" if quarantined else ""
             raise PriorityError(
                 f"{source}: unknown provider {unknown[0]!r} for op {op!r}; known providers: "
@@ -167,15 +185,13 @@ def resolve(op: str, scope: Scope | None = None) -> tuple[str, ...]:
     cached = _resolved.get((scope, op))
     if cached is not None:
         return cached
-    from . import discovery
-
-    discovery.load_plugins()
+    registry.ensure_loaded()
     user: tuple[str, ...] = ()
     for source in (scope.overrides, _configured, _env_priorities()):
         if op in source:
             user = source[op]
             break
-    defaults = discovery.plugin_priorities().get(op, ())
+    defaults = _plugin_defaults().get(op, ())
     order = tuple(dict.fromkeys((*user, *defaults, NATIVE)))
     if NATIVE in user:  # the user put native at a place of their choosing: nothing after it
         order = order[: order.index(NATIVE) + 1]
@@ -191,8 +207,12 @@ def on_change(listener: Callable[[], None]) -> None:
 def changed() -> None:
     """Forget resolved priorities and everything cached from them."""
     _resolved.clear()
+    _guard_keys.clear()
     for listener in _listeners:
         listener()
+
+
+registry.on_change(changed)  # new impls or ops: resolve again
 
 
 def priority_hash() -> str:
@@ -201,23 +221,50 @@ def priority_hash() -> str:
     Used in compile-cache keys: a graph compiled under one priority (or one version of a
     kernel) is never reused under another.
     """
-    from . import discovery
-
-    discovery.load_plugins()
+    registry.ensure_loaded()
     digest = hashlib.sha256()
-    for op in sorted(discovery.registry.ops(), key=lambda o: o.name):
+    for op in sorted(registry.ops(), key=lambda o: o.name):
         for provider in resolve(op.name):
             impl = op.impls.get(provider)
             if impl is None or not impl.status()[0]:
                 continue
             digest.update(f"{op.name}:{provider}:".encode())
-            digest.update(_source_digest(impl.fn))
+            digest.update(source_digest(impl.fn).encode())
     return digest.hexdigest()[:32]
 
 
-def _source_digest(fn: Callable[..., object]) -> bytes:
-    try:
-        text = inspect.getsource(fn)
-    except (OSError, TypeError):
-        text = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
-    return hashlib.sha256(text.encode()).digest()
+# -- the compile guard -----------------------------------------------------------------------
+#
+# Lowering bakes the selected impls into the compiled code, but Dynamo reuses a compiled frame
+# whenever its guards pass, and by default nothing it guards on changes when ``set_priority`` or
+# ``configure`` does. So the code Dynamo traces for an IR op call (see ``ir_core.dispatch``)
+# reads ``priority.priority_key`` and branches on it: Dynamo then guards on its value and, on a
+# later call under another priority, the guard fails and the frame is compiled again (a priority
+# seen before finds its earlier graph among the cached ones).
+#
+# ``priority_key`` is not stored: this module's ``__getattr__`` computes it on every read, in
+# the caller's context, because ``set_priority`` is a contextvar. Dynamo's guard re-reads the
+# attribute on every call of a compiled frame, so the read is cached per scope and reset
+# whenever priorities may change; a hit costs a dict lookup. ``IR_CORE_OP_PRIORITY`` is read
+# when priorities are resolved, as for eager dispatch: set it before compiling.
+
+_guard_keys: dict[Scope, str] = {}
+_current_scope = current_scope.get
+
+
+def guard_key() -> str:
+    """:func:`priority_hash` for the calling context, cached per priority scope."""
+    scope = _current_scope()
+    key = _guard_keys.get(scope)
+    if key is None:
+        key = _guard_keys[scope] = priority_hash()
+    return key
+
+
+def __getattr__(name: str) -> Any:
+    # One Python frame and C calls only: Dynamo runs this on every call of a compiled frame,
+    # and each Python frame executed inside its guard check costs microseconds.
+    if name == "priority_key":
+        key = _guard_keys.get(_current_scope())
+        return key if key is not None else guard_key()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

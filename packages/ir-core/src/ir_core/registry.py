@@ -1,23 +1,25 @@
-"""The registry of ops and their implementations, and the checks made when things register.
+"""The registry of ops and their implementations: the one owner of the process's op state.
 
-Everything is validated here, once, so that the dispatch hot path trusts what it finds.
+Everything is validated here, once (see :mod:`ir_core.signature`), so that the dispatch hot
+path trusts what it finds. The process-wide :data:`registry` lives here too, with the events the
+layers above listen to: ``on_change`` (dispatch caches, priorities), ``on_new_op`` (the
+composition root, :mod:`ir_core.ops`, binds each new op's dispatcher and torch op) and the
+``ensure_loaded`` hook the plugin layer installs, so that anything below it can ask for the
+plugins without importing them.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-from . import library
-from .op import NATIVE, Compare, Impl, Op, Sample, resolved_signature
+from .op import NATIVE, Compare, Impl, Op, Sample
+from .signature import RegistrationError, check_signature, qualname
 
-
-class RegistrationError(TypeError):
-    """An op or impl could not be registered; the message names the op, provider and argument."""
+__all__ = ["RegistrationError", "Registry", "check_signature", "get_op", "registry"]
 
 
 class Registry:
@@ -28,6 +30,8 @@ class Registry:
         #: The plugin whose hook is running, so registrations can be attributed and rolled back.
         self._plugin: str | None = None
         self._on_change: list[Callable[[], None]] = []
+        self._on_new_op: list[Callable[[Op], None]] = []
+        self._loader: Callable[[], None] | None = None
 
     # -- ops ---------------------------------------------------------------------------------
 
@@ -49,8 +53,6 @@ class Registry:
         replaces the per-dtype tolerance check of outputs when they are judged otherwise (fp8
         codes by their dequantized values): see :class:`ir_core.op.Comparison`.
         """
-        from .dispatch import make_dispatcher
-
         op_name = name or fn.__name__
         if not op_name.isidentifier():
             raise RegistrationError(f"op name {op_name!r} is not an identifier")
@@ -77,8 +79,8 @@ class Registry:
             available=True,
             plugin=self._plugin,
         )
-        op.dispatcher = make_dispatcher(op)
-        op.torch_op = library.define(op)
+        for bind in self._on_new_op:  # a failure here leaves the op unregistered
+            bind(op)
         self._ops[op_name] = op
         self._changed()
         return op
@@ -93,6 +95,10 @@ class Registry:
 
     def ops(self) -> list[Op]:
         return list(self._ops.values())
+
+    def __contains__(self, name: object) -> bool:
+        """Whether an op called ``name`` is registered."""
+        return name in self._ops
 
     def providers(self) -> list[str]:
         """Every provider name some impl was registered under, native first."""
@@ -131,7 +137,7 @@ class Registry:
         devices = frozenset(device_types)
         if not devices:
             raise RegistrationError(f"{where}: device_types is empty")
-        check_signature(target, fn, what=f"{where}: {_qualname(fn)}", check_types=True)
+        check_signature(target, fn, what=f"{where}: {qualname(fn)}", check_types=True)
         if supports_args is not None:
             check_signature(
                 target, supports_args, what=f"{where}: supports_args", check_types=False
@@ -212,69 +218,37 @@ class Registry:
             }
         )
 
+    # -- events and the plugin hook -----------------------------------------------------------
+
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever ops or impls change (dispatch caches listen)."""
         self._on_change.append(callback)
+
+    def on_new_op(self, bind: Callable[[Op], None]) -> None:
+        """Call ``bind(op)`` for every op registered from now on, before it is stored; an
+        exception from ``bind`` fails the registration."""
+        self._on_new_op.append(bind)
+
+    def set_loader(self, loader: Callable[[], None]) -> None:
+        """Install what :meth:`ensure_loaded` runs: the plugin layer's ``load_plugins``."""
+        self._loader = loader
+
+    def ensure_loaded(self) -> None:
+        """Load the installed plugins unless that happened already (a no-op without a loader)."""
+        if self._loader is not None:
+            self._loader()
 
     def _changed(self) -> None:
         for callback in self._on_change:
             callback()
 
 
-def _qualname(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", repr(fn))
+#: The process-wide registry: the one passed to every plugin's hooks.
+registry = Registry()
 
 
-def check_signature(op: Op, fn: Callable[..., Any], *, what: str, check_types: bool) -> None:
-    """Raise RegistrationError unless ``fn``'s parameters are the op's.
-
-    Names, order, kinds and defaults must match; with ``check_types`` the annotations must
-    match too (after resolving string annotations), and so must the return annotation.
-    """
-    if not callable(fn):
-        raise RegistrationError(f"{what} is not callable")
-    try:
-        sig, hints = resolved_signature(fn)
-    except (TypeError, ValueError) as exc:
-        raise RegistrationError(f"{what}: {exc}") from None
-    expected = list(op.signature.parameters.values())
-    actual = list(sig.parameters.values())
-    if [p.name for p in actual] != [p.name for p in expected]:
-        raise RegistrationError(
-            f"{what}: parameters ({', '.join(p.name for p in actual)}) differ from the op's "
-            f"({', '.join(p.name for p in expected)})"
-        )
-    for want, got in zip(expected, actual):
-        if (
-            got.kind
-            not in (
-                inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                inspect.Parameter.POSITIONAL_ONLY,
-            )
-            and got.kind != want.kind
-        ):
-            raise RegistrationError(f"{what}: parameter '{got.name}' is {got.kind.description}")
-        if got.default is not want.default and got.default != want.default:
-            raise RegistrationError(
-                f"{what}: parameter '{got.name}' defaults to {got.default!r}, "
-                f"the op's to {want.default!r}"
-            )
-    for want, got in zip(expected, actual) if check_types else ():
-        if hints.get(got.name) != op.hints[want.name]:
-            have = hints.get(got.name)
-            raise RegistrationError(
-                f"{what}: parameter '{got.name}' "
-                + (f"is annotated {_type_name(have)}" if have is not None else "has no annotation")
-                + f", the op's is {_type_name(op.hints[want.name])}"
-            )
-    if check_types and hints.get("return") != op.hints["return"]:
-        raise RegistrationError(
-            f"{what}: returns {_type_name(hints.get('return'))}, "
-            f"the op returns {_type_name(op.hints['return'])}"
-        )
-
-
-def _type_name(annotation: Any) -> str:
-    if annotation is None:
-        return "nothing"
-    return getattr(annotation, "__name__", None) or repr(annotation).replace("typing.", "")
+def get_op(name: str) -> Op:
+    """The op called ``name`` (plugins loaded first, so fused ops are found too)."""
+    if name not in registry:
+        registry.ensure_loaded()
+    return registry.get_op(name)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .op import Comparison, Op, Sample, value_comparison
+from .registry import get_op
 
 
 def _outputs(result: Any) -> tuple[torch.Tensor, ...]:
@@ -93,8 +94,6 @@ def assert_matches_native(
     Raises AssertionError naming the op, the sample, the output, the max error, where it is,
     and the tolerance; or naming the input ``fn`` wrote into.
     """
-    from . import get_op
-
     target = get_op(op) if isinstance(op, str) else op
     expected = _outputs(target.native(*sample.clone().args, **sample.clone().kwargs))
     run = sample.clone()
@@ -108,16 +107,3 @@ def assert_matches_native(
                 problems.append(f"input {name} was modified (impls must be functional)")
     if problems:
         raise AssertionError(f"{prefix}: " + "; ".join(problems))
-
-
-def check_samples(
-    op: Op | str, fn: Callable[..., Any], samples: Sequence[Sample]
-) -> list[tuple[Sample, str]]:
-    """``assert_matches_native`` over many samples; returns (sample, message) per failure."""
-    failures = []
-    for sample in samples:
-        try:
-            assert_matches_native(op, fn, sample)
-        except AssertionError as exc:
-            failures.append((sample, str(exc)))
-    return failures

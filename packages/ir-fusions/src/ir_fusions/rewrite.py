@@ -16,8 +16,6 @@ recompiles.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import operator
 import sys
 from collections.abc import Callable, Container, Iterator, Sequence
@@ -25,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch import fx
+
+from ir_core.digest import source_digest
 
 from .pattern import Match, Pattern
 
@@ -72,9 +72,9 @@ class FusionPass:
     when changed) or a bare ``fx.Graph`` (what Inductor's post-grad hooks hand over; linted).
     ir-core's pipeline registers :meth:`for_pipeline` instead, which leaves both to its caller.
 
-    ``repr(pass_)`` is stable across processes and changes with the source of the pass (its
-    rules' modules and this driver): ir-core's compile-cache key reads it for callables that
-    are not plain functions.
+    :meth:`fingerprint` is stable across processes and changes with the source of the pass
+    (its rules' modules and this driver): ir-core's compile-cache key reads it (the
+    ``fingerprint()`` protocol of fusion callables, see ``ir_core.compile.passes``).
     """
 
     name: str
@@ -130,13 +130,8 @@ class FusionPass:
         modules = {type(self).__module__, __name__}
         for rule in self.rules:
             modules.update(f.__module__ for f in (rule.check, rule.replace))
-        digest = hashlib.sha256()
-        for name in sorted(modules):
-            try:
-                digest.update(inspect.getsource(sys.modules[name]).encode())
-            except (KeyError, OSError, TypeError):
-                digest.update(name.encode())
-        self._fingerprint = digest.hexdigest()[:16]
+        parts = [sys.modules.get(name, name) for name in sorted(modules)]
+        self._fingerprint = source_digest(*parts)[:16]
         return self._fingerprint
 
     def __repr__(self) -> str:
@@ -169,7 +164,7 @@ def _input_nodes(args: Any) -> list[fx.Node]:
 
 class PipelinePass:
     """``fusion.rewrite(gm.graph)`` as a registered ``fn(gm) -> int``; see
-    :meth:`FusionPass.for_pipeline`. Its ``repr`` is the pass's (ir-core's cache key reads it)."""
+    :meth:`FusionPass.for_pipeline`. Its ``fingerprint()`` and ``repr`` are the pass's."""
 
     __slots__ = ("fusion",)
 
@@ -178,6 +173,10 @@ class PipelinePass:
 
     def __call__(self, gm: fx.GraphModule | fx.Graph) -> int:
         return self.fusion.rewrite(gm.graph if isinstance(gm, fx.GraphModule) else gm)
+
+    def fingerprint(self) -> str:
+        """What ir-core's compile-cache key reads: the pass's own fingerprint."""
+        return self.fusion.fingerprint()
 
     def __repr__(self) -> str:
         return repr(self.fusion)

@@ -13,7 +13,16 @@ from typing import Any
 import ir_core
 from ir_core import kit
 
-from . import flashinfer_allreduce, flashinfer_norm, torch_fused_norm, triton_norm, triton_quant
+from . import (
+    flashinfer_allreduce,
+    flashinfer_norm,
+    torch_fused_norm,
+    triton_activation,
+    triton_gated_norm,
+    triton_norm,
+    triton_quant,
+    triton_rotary,
+)
 
 # Default provider order on NVIDIA GPUs. PROVISIONAL: no GPU was available when this was
 # written, so it is reasoned from published numbers and the kernels' memory traffic, not
@@ -27,12 +36,20 @@ from . import flashinfer_allreduce, flashinfer_norm, torch_fused_norm, triton_no
 # - fused_add_rms_norm: Triton first. FlashInfer's kernel is in place, so keeping the op
 #   functional costs a copy of x and residual first: 8 row-passes of memory instead of 4.
 # - dual_rms_norm: only Triton does both norms in one launch.
+# - silu_and_mul, gelu_and_mul, rotary_embedding, gated_rms_norm, the fp8 quant ops and the
+#   fused norm/activation + quant ops: Triton (the only GPU impls registered here so far).
+_TRITON_OPS = (
+    "silu_and_mul",
+    "gelu_and_mul",
+    "rotary_embedding",
+    "gated_rms_norm",
+    *triton_quant.IMPLS,
+)
 _CUDA_PRIORITY = {
     "rms_norm": [flashinfer_norm.PROVIDER, triton_norm.PROVIDER, torch_fused_norm.PROVIDER],
     "fused_add_rms_norm": [triton_norm.PROVIDER, flashinfer_norm.PROVIDER],
     "dual_rms_norm": [triton_norm.PROVIDER],
-    # fp8 quant and fused norm/activation + quant: Triton's own kernels (the only ones so far)
-    **{op: [triton_quant.PROVIDER] for op in triton_quant.IMPLS},
+    **{op: [triton_norm.PROVIDER] for op in _TRITON_OPS},
 }
 
 # AMD GPUs (torch device type "cuda", platform "rocm"): FlashInfer is NVIDIA-only, and the
@@ -41,14 +58,16 @@ _ROCM_PRIORITY = {
     "rms_norm": [triton_norm.PROVIDER],
     "fused_add_rms_norm": [triton_norm.PROVIDER],
     "dual_rms_norm": [triton_norm.PROVIDER],
-    **{op: [triton_quant.PROVIDER] for op in triton_quant.IMPLS},
+    **{op: [triton_norm.PROVIDER] for op in _TRITON_OPS},
 }
 
 
 @ir_core.hookimpl
 def ir_plugin_info() -> dict[str, Any]:
     return kit.plugin_info(
-        "cuda", "Triton, FlashInfer and torch-fused RMS norms for NVIDIA and AMD GPUs"
+        "cuda",
+        "Triton, FlashInfer and torch-fused RMS norms; Triton gated activations, RoPE, gated "
+        "RMS norm and fp8 quant (alone and fused with norms and SwiGLU); for NVIDIA and AMD GPUs",
     )
 
 
@@ -57,15 +76,14 @@ def register_impls(registry: ir_core.Registry) -> None:
     kit.register_impls(
         registry,
         triton_norm.PROVIDER,
-        kit.impls_of(triton_norm, "rms_norm", "fused_add_rms_norm", "dual_rms_norm"),
+        {
+            **kit.impls_of(triton_norm, "rms_norm", "fused_add_rms_norm", "dual_rms_norm"),
+            **kit.impls_of(triton_activation, "silu_and_mul", "gelu_and_mul"),
+            **kit.impls_of(triton_rotary, "rotary_embedding"),
+            **kit.impls_of(triton_gated_norm, "gated_rms_norm"),
+            **triton_quant.IMPLS,
+        },
         # read TRITON_INTERPRET now: with it, the Triton kernels also run on CPU tensors
-        device_types=triton_norm.device_types(),
-        available=triton_norm.available,
-    )
-    kit.register_impls(
-        registry,
-        triton_quant.PROVIDER,
-        triton_quant.IMPLS,
         device_types=triton_norm.device_types(),
         available=triton_norm.available,
     )

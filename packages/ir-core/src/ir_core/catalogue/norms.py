@@ -1,4 +1,4 @@
-"""RMSNorm ops: native semantics, input validation and sample inputs (DESIGN §7).
+"""RMSNorm ops: native semantics, input validation and sample inputs (docs/contract.md).
 
 All arithmetic is in fp32 and rounded once, to the output dtype, at the end. That is what good
 fused kernels do anyway; it needs no dtype special cases and lets a bf16 activation meet an

@@ -30,15 +30,19 @@ plus ``SCALE_RTOL`` of it for the scale; scales within ``SCALE_RTOL`` (fp32); ot
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from ..registry import Registry
-
-from ..op import DEFAULT_TOLERANCES, Compare, Comparison, Sample, value_comparison
+from ..op import (
+    DEFAULT_TOLERANCES,
+    Compare,
+    Comparison,
+    OpDeclaration,
+    Sample,
+    value_comparison,
+)
 from .norms import (
     _activation,
     _check_activation,
@@ -841,78 +845,71 @@ def silu_and_mul_fp8_quant_static_example(
     return Sample((_example(n, 2 * h, dtype, device)[0], _scale(0.02, device)))
 
 
-def register_quant_ops(registry: Registry) -> None:
-    """Declare every op of this module, with its validation, samples, examples and comparison."""
-    static, dynamic = compare_quantized(static_scale=True), compare_quantized(static_scale=False)
-    for fn, validate, samples, example, compare in (
-        (
-            fp8_quant_static,
-            validate_fp8_quant_static,
-            fp8_quant_static_samples,
-            fp8_quant_static_example,
-            static,
-        ),
-        (
-            fp8_quant_dynamic,
-            validate_fp8_quant_dynamic,
-            fp8_quant_dynamic_samples,
-            fp8_quant_dynamic_example,
-            dynamic,
-        ),
-        (
-            fp8_quant_group,
-            validate_fp8_quant_group,
-            fp8_quant_group_samples,
-            fp8_quant_group_example,
-            dynamic,
-        ),
-        (
-            rms_norm_fp8_quant_static,
-            validate_rms_norm_fp8_quant_static,
-            rms_norm_fp8_quant_static_samples,
-            rms_norm_fp8_quant_static_example,
-            static,
-        ),
-        (
-            fused_add_rms_norm_fp8_quant_static,
-            validate_fused_add_rms_norm_fp8_quant_static,
-            fused_add_rms_norm_fp8_quant_static_samples,
-            fused_add_rms_norm_fp8_quant_static_example,
-            compare_quantized(static_scale=True, residual_output=1),
-        ),
-        (
-            rms_norm_fp8_quant_dynamic,
-            validate_rms_norm_fp8_quant_dynamic,
-            rms_norm_fp8_quant_dynamic_samples,
-            rms_norm_fp8_quant_dynamic_example,
-            dynamic,
-        ),
-        (
-            fused_add_rms_norm_fp8_quant_dynamic,
-            validate_fused_add_rms_norm_fp8_quant_dynamic,
-            fused_add_rms_norm_fp8_quant_dynamic_samples,
-            fused_add_rms_norm_fp8_quant_dynamic_example,
-            compare_quantized(static_scale=False, residual_output=2),
-        ),
-        (
-            rms_norm_fp8_quant_group,
-            validate_rms_norm_fp8_quant_group,
-            rms_norm_fp8_quant_group_samples,
-            rms_norm_fp8_quant_group_example,
-            dynamic,
-        ),
-        (
-            silu_and_mul_fp8_quant_static,
-            validate_silu_and_mul_fp8_quant_static,
-            silu_and_mul_fp8_quant_static_samples,
-            silu_and_mul_fp8_quant_static_example,
-            static,
-        ),
-    ):
-        registry.register_op(
-            fn,
-            validate=validate,
-            sample_inputs=samples,
-            example_inputs=example,
-            compare=compare,
-        )
+_static, _dynamic = compare_quantized(static_scale=True), compare_quantized(static_scale=False)
+
+#: Every op of this module, with its validation, samples, examples and comparison.
+QUANT_OPS: tuple[OpDeclaration, ...] = (
+    OpDeclaration(
+        fp8_quant_static,
+        validate=validate_fp8_quant_static,
+        sample_inputs=fp8_quant_static_samples,
+        example_inputs=fp8_quant_static_example,
+        compare=_static,
+    ),
+    OpDeclaration(
+        fp8_quant_dynamic,
+        validate=validate_fp8_quant_dynamic,
+        sample_inputs=fp8_quant_dynamic_samples,
+        example_inputs=fp8_quant_dynamic_example,
+        compare=_dynamic,
+    ),
+    OpDeclaration(
+        fp8_quant_group,
+        validate=validate_fp8_quant_group,
+        sample_inputs=fp8_quant_group_samples,
+        example_inputs=fp8_quant_group_example,
+        compare=_dynamic,
+    ),
+    OpDeclaration(
+        rms_norm_fp8_quant_static,
+        validate=validate_rms_norm_fp8_quant_static,
+        sample_inputs=rms_norm_fp8_quant_static_samples,
+        example_inputs=rms_norm_fp8_quant_static_example,
+        compare=_static,
+    ),
+    OpDeclaration(
+        fused_add_rms_norm_fp8_quant_static,
+        validate=validate_fused_add_rms_norm_fp8_quant_static,
+        sample_inputs=fused_add_rms_norm_fp8_quant_static_samples,
+        example_inputs=fused_add_rms_norm_fp8_quant_static_example,
+        compare=compare_quantized(static_scale=True, residual_output=1),
+    ),
+    OpDeclaration(
+        rms_norm_fp8_quant_dynamic,
+        validate=validate_rms_norm_fp8_quant_dynamic,
+        sample_inputs=rms_norm_fp8_quant_dynamic_samples,
+        example_inputs=rms_norm_fp8_quant_dynamic_example,
+        compare=_dynamic,
+    ),
+    OpDeclaration(
+        fused_add_rms_norm_fp8_quant_dynamic,
+        validate=validate_fused_add_rms_norm_fp8_quant_dynamic,
+        sample_inputs=fused_add_rms_norm_fp8_quant_dynamic_samples,
+        example_inputs=fused_add_rms_norm_fp8_quant_dynamic_example,
+        compare=compare_quantized(static_scale=False, residual_output=2),
+    ),
+    OpDeclaration(
+        rms_norm_fp8_quant_group,
+        validate=validate_rms_norm_fp8_quant_group,
+        sample_inputs=rms_norm_fp8_quant_group_samples,
+        example_inputs=rms_norm_fp8_quant_group_example,
+        compare=_dynamic,
+    ),
+    OpDeclaration(
+        silu_and_mul_fp8_quant_static,
+        validate=validate_silu_and_mul_fp8_quant_static,
+        sample_inputs=silu_and_mul_fp8_quant_static_samples,
+        example_inputs=silu_and_mul_fp8_quant_static_example,
+        compare=_static,
+    ),
+)

@@ -261,61 +261,28 @@ def rotary_embedding_samples(dtype: torch.dtype, device: torch.device) -> Iterat
             {},
             f"zero tokens {layout}",
         )
+
+    def two_heads(positions: torch.Tensor, cache: torch.Tensor, is_neox: bool, label: str):
+        """A query of two 64-channel heads and a key of one, at these positions."""
+        t = tuple(positions.shape)
+        q, k = _activation((*t, 2 * 64), dtype, device, g), _activation((*t, 64), dtype, device, g)
+        return Sample((positions, q, k, 64, cache, is_neox), {}, label)
+
     # positions of a (batch, seq) layout; int32 positions; a cache in the activation dtype
-    yield Sample(
-        (
-            _positions((2, 3), _MAX_POSITION, device, g),
-            _activation((2, 3, 2 * 32), dtype, device, g),
-            _activation((2, 3, 32), dtype, device, g),
-            32,
-            cache[16],
-            True,
-        ),
-        {},
-        "batch x seq positions",
-    )
-    yield Sample(
-        (
-            _positions((4,), _MAX_POSITION, device, g).to(torch.int32),
-            _activation((4, 2 * 64), dtype, device, g),
-            _activation((4, 64), dtype, device, g),
-            64,
-            cache[64],
-            True,
-        ),
-        {},
-        "int32 positions",
-    )
+    yield two_heads(_positions((2, 3), _MAX_POSITION, device, g), cache[16], True, "batch x seq")
+    int32 = _positions((4,), _MAX_POSITION, device, g).to(torch.int32)
+    yield two_heads(int32, cache[64], True, "int32 positions")
     if dtype != torch.float32:
-        yield Sample(
-            (
-                _positions((4,), _MAX_POSITION, device, g),
-                _activation((4, 2 * 64), dtype, device, g),
-                _activation((4, 64), dtype, device, g),
-                64,
-                cos_sin_cache(_MAX_POSITION, 64, dtype, device),
-                False,
-            ),
-            {},
-            f"{str(dtype).removeprefix('torch.')} cache",
-        )
-    yield Sample(
-        (
-            torch.tensor([0, _MAX_POSITION - 1, 7, 0], device=device),
-            _activation((4, 2 * 64), dtype, device, g),
-            _activation((4, 64), dtype, device, g),
-            64,
-            cache[64],
-            True,
-        ),
-        {},
-        "first and last position",
-    )
+        low = cos_sin_cache(_MAX_POSITION, 64, dtype, device)
+        name = str(dtype).removeprefix("torch.")
+        yield two_heads(_positions((4,), _MAX_POSITION, device, g), low, False, f"{name} cache")
+    ends = torch.tensor([0, _MAX_POSITION - 1, 7, 0], device=device)
+    yield two_heads(ends, cache[64], True, "first and last position")
 
 
 def rotary_embedding_example(n: int, h: int, dtype: torch.dtype, device: torch.device) -> Sample:
-    """``h`` is the query's width: heads of 128 channels when 128 divides it (else one head of
-    ``h``), a quarter as many key heads (GQA), full rotary, neox layout. Positions are a
+    """``h`` (>= 2) is the query's width: heads of 128 channels when 128 divides it (else one
+    head of ``h``), a quarter as many key heads (GQA), full rotary, neox layout. Positions are a
     permutation of ``0..n-1`` and the cache has ``n`` rows, so every argument is read once
     (bandwidth figures count each argument's bytes once)."""
     g = torch.Generator().manual_seed(0)

@@ -14,6 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch._inductor import config as inductor_config
+from torch._inductor import list_mode_options
+from torch._inductor.compile_fx import compile_fx
+
+from .inductor import define_impl_ops, with_graph_pass
 
 
 def ir_core_backend(
@@ -29,12 +34,6 @@ def ir_core_backend(
     mode="max-autotune", options={...})``); a ``post_grad_custom_pre_pass`` among the options
     keeps running, before ours.
     """
-    from torch._inductor import config as inductor_config
-    from torch._inductor import list_mode_options
-    from torch._inductor.compile_fx import compile_fx
-
-    from .inductor import define_impl_ops, with_graph_pass
-
     define_impl_ops()
     patches = {**(list_mode_options(mode) if mode else {}), **(options or {})}
     patches["post_grad_custom_pre_pass"] = with_graph_pass(

@@ -9,6 +9,7 @@ import torch.fx
 
 from .. import library
 from ..op import Op
+from ..registry import registry
 
 
 class IrOps:
@@ -19,11 +20,9 @@ class IrOps:
     """
 
     def __init__(self) -> None:
-        from .. import discovery
-
-        discovery.load_plugins()
+        registry.ensure_loaded()
         self.by_target: dict[Any, Op] = {
-            op.torch_op: op for op in discovery.registry.ops() if op.torch_op is not None
+            op.torch_op: op for op in registry.ops() if op.torch_op is not None
         }
 
     def of(self, node: torch.fx.Node) -> Op | None:

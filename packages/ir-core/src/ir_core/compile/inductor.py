@@ -53,7 +53,11 @@ except ImportError:  # torch 2.6-2.8: one pass, so ours is chained after any alr
 
 
 from .. import library, priority
+from ..digest import source_digest
 from ..op import NATIVE
+from ..registry import registry
+from .passes import fusion_passes
+from .pipeline import run_passes
 
 ENV_INDUCTOR_PASS = "IR_CORE_INDUCTOR_PASS"
 
@@ -62,22 +66,17 @@ class IrCoreGraphPass(CustomGraphPass):
     """Fusion passes then lowering, as an Inductor post-grad custom pass."""
 
     def __call__(self, graph: torch.fx.Graph) -> None:
-        from .pipeline import run_passes
-
         gm = graph.owning_module
         if gm is None:  # Inductor always hands over a module's graph; be explicit if not
             raise RuntimeError("ir_core's graph pass needs a graph owned by a GraphModule")
         run_passes(gm)
 
     def uuid(self) -> str:
-        from .guard import current_key
-        from .passes import fusion_passes
-
-        digest = hashlib.sha256()
-        digest.update(_source_digest())
-        digest.update(current_key().encode())  # priority_hash(), cached per priority scope
-        digest.update(fusion_passes().fingerprint().encode())
-        return digest.hexdigest()
+        return source_digest(
+            _source_digest(),
+            priority.guard_key(),  # priority_hash(), cached per priority scope
+            fusion_passes().fingerprint(),
+        )
 
     def __repr__(self) -> str:
         return "<ir_core graph pass: fusions, then lowering>"
@@ -103,15 +102,12 @@ class ChainedGraphPass(CustomGraphPass):
 
 
 @lru_cache(1)
-def _source_digest() -> bytes:
-    """ir_core's compile code and op library: a change to either invalidates cached graphs."""
+def _source_digest() -> str:
+    """ir_core's compile code, op library, dispatcher and compile guard: a change to any of them
+    invalidates cached graphs."""
     here = Path(__file__).parent
-    files = sorted([*here.glob("*.py"), here.parent / "library.py", here.parent / "dispatch.py"])
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.digest()
+    core = ("library.py", "dispatch.py", "priority.py")
+    return source_digest(*sorted([*here.glob("*.py"), *(here.parent / name for name in core)]))
 
 
 def with_graph_pass(passes: Any) -> Any:
@@ -162,13 +158,11 @@ def define_impl_ops() -> None:
     it, and this runs while Dynamo traces, which is before. Only providers in the current
     priority are considered, so no other vendor library is imported by an availability check.
     """
-    from .. import discovery
-
     scope = priority.current_scope.get()
     if scope in _scopes_done:
         return
-    discovery.load_plugins()  # first: loading changes priorities (and clears _scopes_done)
-    for op in discovery.registry.ops():
+    registry.ensure_loaded()  # first: loading changes priorities (and clears _scopes_done)
+    for op in registry.ops():
         for provider in priority.resolve(op.name):
             key = (op.name, provider)
             if provider == NATIVE or key in _defined:

@@ -52,6 +52,27 @@ def _signature(name: str, args: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(parts)
 
 
+def _distinct(examples: list[Any]) -> list[Any]:
+    """``examples`` with every repeated tensor object replaced by a new one of the same
+    metadata (in the current fake mode).
+
+    make_fx tracks tensors by identity: handed one object for two placeholders it records
+    every use of either as the last one. Two different nodes can carry the same example
+    object -- the copies of one cached trace share their ``meta["val"]`` -- so without this
+    ``op(norm_a, norm_b)`` after two norms of one signature was traced as ``op(b, b)``.
+    """
+    seen: set[int] = set()
+    result = []
+    for value in examples:
+        if id(value) in seen and isinstance(value, torch.Tensor):
+            value = torch.empty_strided(
+                value.shape, value.stride(), dtype=value.dtype, device=value.device
+            )
+        seen.add(id(value))
+        result.append(value)
+    return result
+
+
 class Inliner:
     """Replaces IR nodes by the ATen ops of a Python impl, tracing each signature once."""
 
@@ -121,6 +142,7 @@ class Inliner:
 
         fake_mode = detect_fake_mode(examples)
         with fake_mode or contextlib.nullcontext(), enable_python_dispatcher():
+            examples = _distinct(examples)
             return make_fx(body, self._decomposition_table(), tracing_mode="real")(*examples)
 
     def _decomposition_table(self) -> dict[Any, Any]:

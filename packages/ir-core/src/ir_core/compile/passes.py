@@ -10,8 +10,10 @@ passes through the ``register_fusion_passes(registry)`` hook, where ``registry``
     def register_fusion_passes(registry):
         registry.register("fused_add_rms_norm", fuse_add_rms_norm, order=10)
 
-Passes run in ``order`` (then name), each once per compiled graph. ``IR_CORE_FUSIONS`` picks
-which ones run:
+Passes run in ``order`` (then name), each once per compiled graph. A pass is part of the
+compile-cache key through its *fingerprint*: ``fn.fingerprint()`` when ``fn`` defines one (a
+pass object whose behaviour is in other modules than its class, as ir-fusions' are), else the
+digest of ``fn``'s source. ``IR_CORE_FUSIONS`` picks which ones run:
 
 - unset, empty or ``all``: every registered pass;
 - ``-dual_rms_norm,-x``: every pass except the named ones;
@@ -25,8 +27,6 @@ fusion on (or off).
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import os
 import re
 import threading
@@ -34,6 +34,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch.fx
+
+from .. import plugins
+from ..digest import source_digest
 
 ENV_FUSIONS = "IR_CORE_FUSIONS"
 
@@ -49,7 +52,7 @@ class FusionPassError(ValueError):
 
 
 @dataclass(frozen=True)
-class FusionPass:
+class RegisteredPass:
     """One registered rewrite: its name, the function and where it runs among the others."""
 
     name: str
@@ -57,14 +60,11 @@ class FusionPass:
     order: int
 
     def fingerprint(self) -> str:
-        """What identifies this pass in a compile-cache key: name, order and source."""
-        try:
-            source = inspect.getsource(self.fn)
-        except (OSError, TypeError):
-            fn = self.fn
-            source = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
-        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-        return f"{self.name}@{self.order}:{digest}"
+        """What identifies this pass in a compile-cache key: name, order and the fingerprint of
+        ``fn`` (its own ``fingerprint()``, else the digest of its source)."""
+        own = getattr(self.fn, "fingerprint", None)
+        source = str(own()) if callable(own) else source_digest(self.fn)
+        return f"{self.name}@{self.order}:{source[:16]}"
 
 
 class FusionPassRegistry:
@@ -75,7 +75,7 @@ class FusionPassRegistry:
     """
 
     def __init__(self) -> None:
-        self._passes: dict[str, FusionPass] = {}
+        self._passes: dict[str, RegisteredPass] = {}
 
     def register(self, name: str, fn: FusionFn, *, order: int = 100) -> None:
         """Add the pass ``name``: ``fn(gm)`` rewrites in place and returns the match count.
@@ -96,16 +96,16 @@ class FusionPassRegistry:
             raise FusionPassError(f"fusion pass {name}: order must be an int, got {order!r}")
         if name in self._passes:
             raise FusionPassError(f"fusion pass {name} is already registered")
-        self._passes[name] = FusionPass(name, fn, order)
+        self._passes[name] = RegisteredPass(name, fn, order)
 
-    def passes(self) -> list[FusionPass]:
+    def passes(self) -> list[RegisteredPass]:
         """Every registered pass, in the order they run."""
         return sorted(self._passes.values(), key=lambda p: (p.order, p.name))
 
     def names(self) -> list[str]:
         return [p.name for p in self.passes()]
 
-    def selected(self, spec: str | None = None) -> list[FusionPass]:
+    def selected(self, spec: str | None = None) -> list[RegisteredPass]:
         """The passes ``spec`` (default: ``$IR_CORE_FUSIONS``) enables, in run order."""
         if spec is None:
             spec = os.environ.get(ENV_FUSIONS, "")
@@ -192,18 +192,16 @@ def fusion_passes() -> FusionPassRegistry:
     none of its passes stay half-registered.
     """
     global _filled
-    from .. import discovery
-
-    discovery.load_plugins()
+    plugins.load_plugins()
     with _lock:
-        plugins = _plugin_names()
-        if _filled is not None and _filled[0] == plugins:
+        loaded = _plugin_names()
+        if _filled is not None and _filled[0] == loaded:
             return _filled[1]
         while True:
             registry = FusionPassRegistry()
-            quarantined = set(discovery.quarantined_names())
-            discovery.call_hooks("register_fusion_passes", registry=registry)
-            if set(discovery.quarantined_names()) <= quarantined:
+            quarantined = set(plugins.quarantined_names())
+            plugins.call_hooks("register_fusion_passes", registry=registry)
+            if set(plugins.quarantined_names()) <= quarantined:
                 break
         _filled = (_plugin_names(), registry)
         return registry
@@ -212,6 +210,4 @@ def fusion_passes() -> FusionPassRegistry:
 def _plugin_names() -> tuple[tuple[str, int], ...]:
     """The loaded plugins, by name and object: a plugin re-registered under its old name
     (tests do this) counts as a change."""
-    from .. import discovery
-
-    return tuple(sorted((name, id(p)) for name, p in discovery.manager.list_name_plugin()))
+    return tuple(sorted((name, id(p)) for name, p in plugins.manager.list_name_plugin()))

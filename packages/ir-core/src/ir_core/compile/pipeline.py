@@ -6,8 +6,8 @@ import time
 
 import torch.fx
 
+from ..priority import guard_key
 from .graph import is_ir_node
-from .guard import current_key
 from .lowering import lower
 from .passes import fusion_passes
 from .report import CompileReport, publish
@@ -31,7 +31,7 @@ def run_passes(gm: torch.fx.GraphModule) -> CompileReport | None:
         fusions=fusions,
         lowered=result.lowered,
         unlowered=result.unlowered,
-        priority_hash=current_key(),
+        priority_hash=guard_key(),
         seconds=seconds,
     )
     publish(report)

@@ -28,7 +28,8 @@ when pytest is asked to run this package, so unrelated test runs never see them.
 
 from __future__ import annotations
 
-from .checks import CHECK_NAMES, CheckFailed, CheckSkipped
+from .checks import CHECK_NAMES
+from .errors import CheckFailed, CheckSkipped
 from .runner import CheckResult, Report, run
 from .targets import DTYPES, Case, Target, TargetPlan, plan, runnable_providers
 

@@ -1,7 +1,8 @@
 """The conformance checks, each in one place: the pytest suite and ``ir-core check`` call these.
 
-A check returns None when it passes, raises :class:`CheckFailed` with a message that says what
-is wrong (values, where, tolerances), or :class:`CheckSkipped` saying why it does not apply.
+A check returns None when it passes, raises :class:`~ir_core.conformance.errors.CheckFailed`
+with a message that says what is wrong (values, where, tolerances), or
+:class:`~ir_core.conformance.errors.CheckSkipped` saying why it does not apply.
 Sample-level checks take a :class:`~ir_core.conformance.targets.Case`; the compile check takes
 a whole :class:`~ir_core.conformance.targets.TargetPlan` because compiling is expensive.
 """
@@ -13,18 +14,15 @@ from typing import Any
 
 import torch
 
-from ..op import NATIVE
+from ..dispatch import select
+from ..op import NATIVE, Op
+from ..priority import set_priority
+from ..registry import get_op
 from ..testing import assert_matches_native, output_mismatches
+from .errors import CheckFailed, CheckSkipped
+from .lowering import compile_and_run
 from .symbolic import fake_call, symbolic_call
 from .targets import Case, TargetPlan, describe
-
-
-class CheckFailed(AssertionError):
-    """The impl broke the contract; the message says how."""
-
-
-class CheckSkipped(Exception):
-    """The check does not apply here; the message says why."""
 
 
 def _require_claimed(case: Case) -> None:
@@ -79,7 +77,7 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def check_no_mutation(case: Case) -> None:
-    """The impl leaves every input as it found it: ops are functional (DESIGN §5)."""
+    """The impl leaves every input as it found it: ops are functional (docs/contract.md)."""
     _require_claimed(case)
     op = _op(case)
     names = [p.name for p in op.params]
@@ -171,9 +169,6 @@ def check_opcheck(case: Case) -> None:
     """Under ``set_priority`` naming this provider, dispatch picks it, and
     ``torch.library.opcheck`` passes on ``torch.ops.ir_core.<op>`` (schema, fake impl vs the
     real kernel's output metadata, autograd registration, AOT dispatch with dynamic shapes)."""
-    from .. import set_priority
-    from ..dispatch import select
-
     _require_claimed(case)
     op = _op(case)
     provider = case.target.provider
@@ -228,8 +223,6 @@ def compile_case(plan: TargetPlan) -> Case:
 def check_compile(plan: TargetPlan) -> None:
     """A tiny function calling the op, compiled by ``torch.compile`` under ``set_priority``
     naming this provider, lowers the op to this provider and matches native."""
-    from .lowering import compile_and_run
-
     if plan.skip:
         raise CheckSkipped(plan.skip)
     case = compile_case(plan)
@@ -239,8 +232,6 @@ def check_compile(plan: TargetPlan) -> None:
     expected = op.native(*op.bind(case.sample.clone().args, case.sample.clone().kwargs))
     try:
         actual, lowered_to = compile_and_run(op, plan.target.provider, args)
-    except CheckSkipped:
-        raise
     except Exception as exc:
         raise CheckFailed(
             f"{_where(case)}: torch.compile failed: {type(exc).__name__}: {_first_lines(exc)}"
@@ -261,9 +252,7 @@ def _first_lines(exc: BaseException, limit: int = 1200) -> str:
     return text if len(text) <= limit else text[:limit] + " [...]"
 
 
-def _op(case: Case) -> Any:
-    from .. import get_op
-
+def _op(case: Case) -> Op:
     return get_op(case.target.op)
 
 

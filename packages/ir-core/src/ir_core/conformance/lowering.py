@@ -1,7 +1,7 @@
 """The compile side of the kit: compile a one-op function under a provider's priority.
 
-Kept apart from :mod:`checks` because it needs ``ir_core.compile`` (the lowering pass and the
-``ir_core`` backend); without it the compile check is skipped, saying so.
+Kept apart from :mod:`checks` because it is about ``ir_core.compile`` (the lowering pass and
+the ``ir_core`` backend) rather than about the impl alone.
 
 The function compiled takes only the tensors; the op's other arguments (epsilon, flags) are
 constants of the function, as they are in a model, so Dynamo does not turn them into symbolic
@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
+from ..compile import compile_report, ir_core_backend
 from ..op import NATIVE
-from .checks import CheckSkipped
+from ..priority import set_priority
 
 _fresh = itertools.count()
 
@@ -46,12 +47,6 @@ def compile_and_run(op: Any, provider: str, args: tuple[Any, ...]) -> tuple[Any,
     The provider is None when the graph came from Inductor's FX graph cache, which runs no pass
     (its cache key includes ``ir_core.priority_hash()``, so it was lowered under this priority).
     """
-    try:
-        from ir_core.compile import compile_report, ir_core_backend
-    except ImportError as exc:
-        raise CheckSkipped(f"ir_core.compile is not available ({exc}): nothing to lower") from None
-    from .. import set_priority
-
     fn = _one_op_function(op, args)
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     before = compile_report()

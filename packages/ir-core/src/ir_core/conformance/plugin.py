@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from ..registry import registry
 from .checks import CHECK_NAMES
 from .targets import Case, TargetPlan, parse_dtypes, plan
 
@@ -67,13 +68,11 @@ def pytest_configure(config: pytest.Config) -> None:
     """Plan the targets once; last, so plugins that register providers in their own
     ``pytest_configure`` (an engine's test setup) are seen."""
     global _active
-    import ir_core
-
     if config.getoption("help") or config.getoption("version"):
         return
     providers = _values(config, "ir_provider")
-    ir_core.load_plugins()
-    known = ir_core.registry.providers()
+    registry.ensure_loaded()
+    known = registry.providers()
     if not providers:
         raise pytest.UsageError(
             "the ir-core conformance kit needs --ir-provider NAME; providers here: "

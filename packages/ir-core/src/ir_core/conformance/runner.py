@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from ..progress import Progress
-from .checks import CHECK_NAMES, SAMPLE_CHECKS, TARGET_CHECKS, CheckFailed, CheckSkipped
+from .checks import CHECK_NAMES, SAMPLE_CHECKS, TARGET_CHECKS
+from .errors import CheckFailed, CheckSkipped
 from .targets import Case, Target, TargetPlan, dtype_name, plan
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"

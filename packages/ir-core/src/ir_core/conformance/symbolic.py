@@ -21,8 +21,6 @@ from typing import Any
 
 import torch
 
-from ..op import Sample
-
 
 @dataclass
 class FakeCall:
@@ -82,8 +80,3 @@ def symbolic_call(args: tuple[Any, ...]) -> FakeCall:
         stand_in(a, f"arg{i}") if isinstance(a, torch.Tensor) else a for i, a in enumerate(args)
     )
     return FakeCall(fakes, mode, shape_env)
-
-
-def bound_args(op: Any, sample: Sample) -> tuple[Any, ...]:
-    """The sample's arguments positionally with defaults applied, as dispatch passes them."""
-    return op.bind(sample.args, sample.kwargs)

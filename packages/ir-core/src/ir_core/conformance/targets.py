@@ -9,70 +9,33 @@ claimed target declines are reported as skipped for the same reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..op import NATIVE, Impl, Op, Sample
+from ..platform import DTYPE_NAMES, device_usable, devices_here, dtype_name, parse_dtypes
+from ..registry import registry
 
-#: The dtypes every impl is tried in (DESIGN §7's tolerances cover exactly these).
+__all__ = [
+    "DTYPES",
+    "DTYPE_NAMES",
+    "Case",
+    "Target",
+    "TargetPlan",
+    "describe",
+    "dtype_name",
+    "parse_dtypes",
+    "plan",
+    "plan_target",
+    "runnable_providers",
+]
+
+#: The dtypes every impl is tried in (the default tolerances of docs/contract.md cover exactly
+#: these).
 DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
-
-#: Names accepted on the command line and by ``--ir-dtype``.
-DTYPE_NAMES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def parse_dtypes(names: Iterable[str]) -> tuple[torch.dtype, ...]:
-    """``["bf16", "float32"]`` -> dtypes; a ValueError lists the accepted names."""
-    result = []
-    for name in names:
-        dtype = DTYPE_NAMES.get(name.strip().lower())
-        if dtype is None:
-            raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(DTYPE_NAMES)}")
-        result.append(dtype)
-    return tuple(dict.fromkeys(result))
-
-
-_usable: dict[str, bool] = {}
-
-
-def device_usable(device_type: str) -> bool:
-    """True when tensors can be made on ``device_type`` here (asked once per type)."""
-    if device_type not in _usable:
-        if device_type == "cpu":
-            _usable[device_type] = True
-        elif device_type == "cuda":
-            _usable[device_type] = torch.cuda.is_available()
-        else:
-            try:
-                torch.empty(1, device=device_type)
-                _usable[device_type] = True
-            except Exception:  # an unknown or absent device type
-                _usable[device_type] = False
-    return _usable[device_type]
-
-
-def devices_here() -> list[str]:
-    """Device types present on this machine, cpu first (what the native impl runs on)."""
-    found = ["cpu"]
-    for device_type in ("cuda", "xpu"):
-        if device_usable(device_type):
-            found.append(device_type)
-    return found
 
 
 @dataclass(frozen=True)
@@ -134,13 +97,9 @@ class TargetPlan:
 
 
 def _claim(impl: Impl, op: Op, sample: Sample) -> tuple[bool, str]:
-    if impl.supports_args is None:
-        return True, ""
-    try:
-        answer = impl.supports_args(*op.bind(sample.args, sample.kwargs))
-    except Exception as exc:  # the supports_args check reports it as a failure
-        return False, f"supports_args raised {type(exc).__name__}: {exc}"
-    return (True, "") if answer else (False, "supports_args declined this sample")
+    # a predicate that raises declines here; the supports_args check reports it as a failure
+    declined = impl.declines(op.bind(sample.args, sample.kwargs))
+    return (True, "") if declined is None else (False, declined)
 
 
 def plan_target(target: Target, op: Op, impl: Impl) -> TargetPlan:
@@ -172,9 +131,7 @@ def plan(
 
     Raises KeyError naming the known providers when nobody registered ``provider``.
     """
-    from .. import load_plugins, registry
-
-    load_plugins()
+    registry.ensure_loaded()
     if provider not in registry.providers():
         raise KeyError(
             f"unknown provider {provider!r}; known providers: {', '.join(registry.providers())}"
@@ -210,9 +167,7 @@ def plan(
 
 def runnable_providers() -> list[str]:
     """Providers with at least one available impl on a device type this machine has."""
-    from .. import load_plugins, registry
-
-    load_plugins()
+    registry.ensure_loaded()
     found = []
     for provider in registry.providers():
         for op in registry.ops():

@@ -15,14 +15,13 @@ import pytest
 
 from ir_core.conformance import plugin
 from ir_core.conformance.checks import (
-    CheckFailed,
-    CheckSkipped,
     check_compile,
     check_no_mutation,
     check_numerics,
     check_opcheck,
     check_supports_args,
 )
+from ir_core.conformance.errors import CheckFailed, CheckSkipped
 from ir_core.conformance.targets import Case, TargetPlan
 
 if not plugin.active():

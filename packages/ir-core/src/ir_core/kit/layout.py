@@ -53,7 +53,12 @@ def row_layout(t: torch.Tensor) -> RowLayout | None:
     The last dim must have unit stride (or size 1); that is checked by the callers'
     ``supports_args`` (see :func:`has_unit_last_stride`), not here.
     """
-    sizes, strides = tuple(t.shape[:-1]), tuple(t.stride()[:-1])
+    return layout_of(tuple(t.shape[:-1]), tuple(t.stride()[:-1]))
+
+
+def layout_of(sizes: tuple[Any, ...], strides: tuple[Any, ...]) -> RowLayout | None:
+    """:func:`row_layout` of leading dims given as sizes and strides (e.g. the token dims of
+    a ``(tokens, heads, head_size)`` tensor, whose head dim is addressed separately)."""
     n_rows: Any = 1
     for size in sizes:
         n_rows = n_rows * size

@@ -23,7 +23,7 @@ already summed in fp32 and the norm code is the same.
 
 For ``D = fp16/bf16`` (both addends are ``D``), ``residual_out`` is bitwise identical:
 ``aten.add`` also sums in fp32 and rounds once. ``out`` is not: the unfused norm reads ``s``
-*rounded* to ``D``, the fused op reads the fp32 sum (what fused kernels do, and DESIGN §7's
+*rounded* to ``D``, the fused op reads the fp32 sum (what fused kernels do, and docs/contract.md's
 "rounded once"). Rounding ``s`` moves each element by at most half an ulp of ``D``; the
 normalized value moves by about as much, so the two outputs differ by at most one ulp of ``D``
 (2^-10 relative for fp16, 2^-7 for bf16), inside the op's tolerance (rtol 1e-3 and 1.6e-2).

@@ -1,10 +1,21 @@
-"""Finding plugins, loading them lazily, and quarantining the broken ones.
+"""The plugin layer: finding plugins, loading them lazily, and quarantining the broken ones.
 
 Entry points of the group ``ir_core.plugins`` are read once per process. Loading happens on
 first dispatch, first ``list-providers`` or an explicit :func:`load_plugins`. Each plugin's
 hooks are called one plugin at a time, so one that fails to import, raises in a hook, declares
 another ``api_version`` or registers a mismatched impl is quarantined alone: its registrations
 are rolled back and the reason and traceback are kept for ``ir-core list-providers``.
+
+This layer sits above the state it feeds: importing it installs :func:`load_plugins` as the
+process registry's ``ensure_loaded`` hook and pushes the hooks' answers down, the
+``platform_priority`` defaults to :mod:`ir_core.priority` and the ``detect_platform`` claims to
+:mod:`ir_core.platform`, which never import this module.
+
+Where things live, for whoever changes them: the loading state machine is
+:func:`load_plugins` (with :func:`register_plugin` and :func:`unregister_plugin`); every call
+into plugin code goes through :func:`_call_one`; and each hook's answer is read where it is
+received: ``ir_plugin_info`` in :func:`_admit`, ``platform_priority`` in
+:func:`_merge_priorities`, ``detect_platform`` in :func:`_platform_claims`.
 """
 
 from __future__ import annotations
@@ -18,17 +29,14 @@ from typing import Any
 import importlib_metadata
 import pluggy
 
-from . import hookspecs, priority
+from . import hookspecs, platform, priority
 from .hookspecs import API_VERSION
-from .registry import Registry
+from .registry import registry
 
 ENTRY_POINT_GROUP = "ir_core.plugins"
 ENV_ALLOW = "IR_CORE_PLUGINS"
 ENV_DENY = "IR_CORE_DISABLE_PLUGINS"
 ENV_STRICT = "IR_CORE_STRICT_PLUGINS"
-
-registry = Registry()
-registry.on_change(priority.changed)
 
 
 class PluginLoadError(RuntimeError):
@@ -296,23 +304,35 @@ def call_hooks(hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
 
 def plugin_priorities() -> dict[str, tuple[str, ...]]:
     """The ``platform_priority`` answers of all plugins for this platform, merged."""
-    from .platform import current_platform
+    name = platform.current_platform()
+    if name not in _plugin_priorities:
+        answers = call_hooks("platform_priority", platform=name)
+        _plugin_priorities[name] = _merge_priorities(answers)
+    return _plugin_priorities[name]
 
-    platform = current_platform()
-    if platform not in _plugin_priorities:
-        merged: dict[str, tuple[str, ...]] = {}
-        for _, answer in call_hooks("platform_priority", platform=platform):
-            if not isinstance(answer, dict):
-                continue
-            for op, providers in answer.items():
-                merged[op] = tuple(dict.fromkeys((*merged.get(op, ()), *providers)))
-        _plugin_priorities[platform] = merged
-    return _plugin_priorities[platform]
+
+def _merge_priorities(answers: list[tuple[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """The ``platform_priority`` answers, in plugin order, as one order per op."""
+    merged: dict[str, tuple[str, ...]] = {}
+    for _, answer in answers:
+        if not isinstance(answer, dict):
+            continue
+        for op, providers in answer.items():
+            merged[op] = tuple(dict.fromkeys((*merged.get(op, ()), *providers)))
+    return merged
+
+
+def _platform_claims() -> list[tuple[str, Any]]:
+    """The ``detect_platform`` answers, ``(plugin, answer)`` in plugin order."""
+    return call_hooks("detect_platform")
 
 
 def _changed() -> None:
-    from . import platform
-
     _plugin_priorities.clear()
     platform.forget()
     priority.changed()
+
+
+registry.set_loader(load_plugins)
+priority.set_plugin_defaults(plugin_priorities, quarantined_names)
+platform.set_claims_source(_platform_claims)

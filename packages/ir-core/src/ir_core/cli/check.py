@@ -1,0 +1,106 @@
+"""``ir-core check``: the conformance kit on every available impl, as a table (exit 1: failed)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import ir_core
+from ir_core import conformance
+from ir_core.conformance.runner import Report, summary_table
+from ir_core.platform import parse_dtypes
+
+from .args import EXIT_FAILURE, EXIT_OK, UsageError, progress, split
+from .format import print_json, table, wrapped
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "check",
+        help="conformance of every available impl against native (the kit, as a table)",
+        description="Run the conformance kit (numerics vs native, input mutation, supports_args "
+        "on FakeTensors and symbolic shapes, torch.library.opcheck, torch.compile lowering) "
+        "on providers. Exit 1 when any check fails.",
+    )
+    p.add_argument(
+        "--provider", action="append", metavar="P", help="provider(s) to check (default: all)"
+    )
+    p.add_argument("--op", action="append", metavar="OP", help="only these ops")
+    p.add_argument("--dtype", action="append", metavar="T", help="only these dtypes")
+    p.add_argument("--device", action="append", metavar="D", help="only these device types")
+    p.add_argument(
+        "--checks",
+        action="append",
+        metavar="NAME",
+        help="only these checks: numerics, mutation, supports_args, opcheck, compile",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="fast subset: 3 samples, no opcheck/compile"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    ir_core.load_plugins()
+    providers = split(args.provider) or ir_core.registry.providers()
+    try:
+        dtypes = parse_dtypes(split(args.dtype)) or None
+    except ValueError as exc:
+        raise UsageError(f"--dtype: {exc}") from None
+    shown = progress(args)
+    shown.note(f"ir-core check: {', '.join(providers)}")
+    try:
+        report = conformance.run(
+            providers,
+            ops=split(args.op) or None,
+            dtypes=dtypes,
+            devices=split(args.device) or None,
+            checks=split(args.checks) or None,
+            quick=args.quick,
+            progress=shown,
+        )
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    if args.json:
+        print_json(report.to_dict())
+        return EXIT_OK if report.ok else EXIT_FAILURE
+    header, rows = summary_table(report)
+    checked = [r for r in rows if not r[-1].startswith("skipped")]
+    if checked:
+        print(table(checked, header))
+    else:
+        print("nothing was checked: no target of these providers can run here")
+    skipped = _grouped_skips(report)
+    if skipped:
+        print("\nnot checked:")
+        for line in skipped:
+            print("\n".join(wrapped(line, indent="  ")))
+    if report.failures:
+        print("\nfailures:")
+        for r in report.failures:
+            print(f"  [{r.check}] {r.message}")
+    counts = report.counts()
+    verdict = "OK" if report.ok else "FAILED"
+    print(
+        f"\n{verdict}: {counts['passed']} passed, {counts['failed']} failed, "
+        f"{counts['skipped']} skipped in {report.seconds:.1f}s"
+    )
+    return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+def _grouped_skips(report: Report) -> list[str]:
+    """Unchecked targets folded by provider and reason: 'triton: unavailable: ... (9 targets:
+    dual_rms_norm, fused_add_rms_norm, rms_norm on cuda)'."""
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for p in report.plans:
+        if p.skip:
+            groups.setdefault((p.target.provider, p.skip), []).append(p.target)
+    lines = []
+    for (provider, reason), targets in groups.items():
+        ops = ", ".join(sorted({t.op for t in targets}))
+        devices = ", ".join(sorted({t.device for t in targets}))
+        count = f"{len(targets)} target{'s' if len(targets) != 1 else ''}"
+        lines.append(f"{provider}: {reason} ({count}: {ops} on {devices})")
+    return lines
