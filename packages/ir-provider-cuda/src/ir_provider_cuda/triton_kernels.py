@@ -4,7 +4,7 @@ This module imports Triton at the top; the ``triton`` provider (:mod:`ir_provide
 imports it on the first call, so that a machine without a working Triton still loads the plugin
 and reports the provider as unavailable instead of quarantining the whole wheel.
 
-Numerics (ir-core's docs/contract.md, the op catalogue): every load is widened to fp32, the
+Numerics (the op catalogue of ir-core's docs/contract.md): every load is widened to fp32, the
 sum of squares, ``rsqrt``, the weight (plus ``weight_bias``) and the residual add are all
 computed in fp32, and each output is rounded once, when it is stored. ``fused_add_rms_norm``
 normalizes the fp32 sum, never the rounded ``residual_out`` it also stores.
