@@ -16,6 +16,8 @@ import sys
 import pytest
 import torch
 
+import ir_core
+
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("ir_provider_cuda") is None,
     reason="ir-provider-cuda is not installed: no triton provider to check",
@@ -40,6 +42,8 @@ def test_kit_passes_for_triton(tmp_path):
     summary = result.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary
     # every op the provider implements was checked on this machine's device
+    quant = [op.name for op in ir_core.registry.ops() if "fp8_quant" in op.name]
+    assert len(quant) == 9
     for op in (
         "rms_norm",
         "fused_add_rms_norm",
@@ -48,5 +52,6 @@ def test_kit_passes_for_triton(tmp_path):
         "gelu_and_mul",
         "rotary_embedding",
         "gated_rms_norm",
+        *quant,
     ):
         assert f"not checked {op}-triton-cpu" not in result.stdout

@@ -200,7 +200,7 @@ def test_dir_of_ops_lists_the_ops_only():
 
 
 def test_op_api_is_exported_but_not_in_all():
-    assert ir_core.__op_api__ == 2 and "__op_api__" not in ir_core.__all__
+    assert ir_core.__op_api__ == 3 and "__op_api__" not in ir_core.__all__
     assert all(hasattr(ir_core, name) for name in ir_core.__all__)
 
 

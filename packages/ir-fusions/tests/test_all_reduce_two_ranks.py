@@ -69,6 +69,9 @@ def test_tp_block_is_rewritten_to_the_fused_all_reduce_ops(ranks, dtype):
             "fused_add_rms_norm": 0,
             "dual_rms_norm": 0,
             "all_reduce_rms_norm": 2,
+            "fused_add_rms_norm_fp8_quant": 0,
+            "rms_norm_fp8_quant": 0,
+            "silu_and_mul_fp8_quant": 0,
         }, rank
         assert "ir_core.all_reduce_rms_norm.default" in got["targets"]
         assert "ir_core.all_reduce_fused_add_rms_norm.default" in got["targets"]

@@ -148,14 +148,35 @@ def test_check_declining_leaves_the_graph_alone(trace):
     assert str(gm.graph) == before
 
 
-def test_no_rewrite_when_an_input_is_computed_after_a_user(trace):
-    """The fused node must follow its inputs and precede the replaced node's users; when the
-    graph orders them the other way round the pass leaves it rather than reorder nodes."""
+def test_a_pure_input_computed_after_a_user_is_moved_up(trace, ops):
+    """The fused node must follow its inputs and precede the replaced node's users: a weight
+    computed (purely, from earlier nodes) after the first user of the sum is moved before it."""
 
     def f(x, r, w):
         s = x + r
         early = s * 2  # a user of s ...
-        w2 = w * 3  # ... before the weight is computed
+        w2 = (w * 3).abs()  # ... before the weight is computed
+        return ir.rms_norm(s, w2, 1e-6), early
+
+    args = (torch.randn(2, 8), torch.randn(2, 8), torch.randn(8))
+    gm = trace(f, *args)
+    expected = gm(*args)
+    from ir_fusions import fused_add_rms_norm_pass
+
+    assert fused_add_rms_norm_pass(gm) == 1
+    assert ops(gm) == ["mul", "abs", "fused_add_rms_norm", "mul"]
+    for got, want in zip(gm(*args), expected):
+        assert torch.equal(got, want)
+
+
+def test_no_rewrite_when_an_input_reads_the_first_user(trace):
+    """An input that depends on a user of the replaced node cannot move before that user: the
+    pass leaves the graph as it is."""
+
+    def f(x, r, w):
+        s = x + r
+        early = s * 2
+        w2 = w * early.sum()
         return ir.rms_norm(s, w2, 1e-6), early
 
     gm = trace(f, torch.randn(2, 8), torch.randn(2, 8), torch.randn(8))

@@ -150,7 +150,10 @@ def test_explain_lists_why_gpu_providers_were_skipped(triton_on_device: str) -> 
 def test_platform_priority() -> None:
     _record()
     cuda = plugin.platform_priority("cuda")
-    assert set(cuda) == {"rms_norm", "fused_add_rms_norm", "dual_rms_norm", *CATALOGUE_II}
+    quant = {op.name for op in ir_core.registry.ops() if "fp8_quant" in op.name}
+    assert len(quant) == 9
+    assert set(cuda) == {"rms_norm", "fused_add_rms_norm", "dual_rms_norm", *CATALOGUE_II, *quant}
+    assert all(cuda[op] == ["triton"] for op in quant)
     for op_name, order in cuda.items():
         assert len(order) == len(set(order)), op_name
         assert set(order) <= set(ir_core.get_op(op_name).impls), f"{op_name}: {order}"

@@ -20,7 +20,7 @@ import torch
 from .dispatch import select
 from .op import NATIVE, Op, Sample
 from .progress import Progress
-from .testing import mismatch
+from .testing import output_mismatches
 
 #: Default problem sizes: a prefill-sized batch on a GPU, something a CPU answers in seconds.
 DEFAULT_SHAPES = {"cpu": (256, 4096), "cuda": (4096, 4096)}
@@ -133,12 +133,12 @@ def bench_op(
         if reason:
             row.reason = reason
             continue
-        call = _checked_call(row, lambda fn=impl.fn: fn(*args), op, expected)
+        call = _checked_call(row, lambda fn=impl.fn: fn(*args), op, expected, args)
         if call is not None:
             calls[provider] = call
     dispatch_name = f"ir_core.ops.{op.name} -> {chosen}"
     rows[dispatch_name] = BenchRow(dispatch_name, "skipped")
-    call = _checked_call(rows[dispatch_name], lambda: op.dispatcher(*args), op, expected)
+    call = _checked_call(rows[dispatch_name], lambda: op.dispatcher(*args), op, expected, args)
     if call is not None:
         calls[dispatch_name] = call
     progress.step(f"{op.name}: timing {len(calls)} impls, {min_time:g}s each")
@@ -161,7 +161,7 @@ def bench_op(
 
 
 def _checked_call(
-    row: BenchRow, call: Callable[[], Any], op: Op, expected: Any
+    row: BenchRow, call: Callable[[], Any], op: Op, expected: Any, args: tuple[Any, ...]
 ) -> Callable[[], Any] | None:
     """Run ``call`` once and compare with native; the call to time, or None if it raised."""
     try:
@@ -169,9 +169,7 @@ def _checked_call(
     except Exception as exc:
         row.status, row.reason = "failed", f"raised {type(exc).__name__}: {exc}"
         return None
-    outs = out if isinstance(out, (tuple, list)) else (out,)
-    refs = expected if isinstance(expected, (tuple, list)) else (expected,)
-    problems = [m for a, e in zip(outs, refs) if (m := mismatch(op, a, e)) is not None]
+    problems = output_mismatches(op, out, expected, args)
     row.status = "ok"
     row.matches_native = not problems
     row.reason = "; ".join(problems)

@@ -62,14 +62,17 @@ def register_ops(registry: Registry) -> None:
     """Declare new ops, each with its native semantics.
 
     Call ``registry.register_op(fn, name=None, tolerances=None, validate=None,
-    sample_inputs=None, example_inputs=None)`` where ``fn`` is a fully annotated native PyTorch
-    function: its name and annotations become the op's schema (``torch.ops.ir_core.<name>``),
-    its body is the reference every other implementation is checked against. ``validate(*args)``
+    sample_inputs=None, example_inputs=None, compare=None)`` where ``fn`` is a fully annotated
+    native PyTorch function: its name and annotations become the op's schema
+    (``torch.ops.ir_core.<name>``), its body is the reference every other implementation is
+    checked against. ``validate(*args)``
     raises TypeError/ValueError naming the op and argument; ``sample_inputs(dtype, device)``
     (a ``torch.dtype`` and a ``torch.device``) returns the :class:`ir_core.Sample` cases the
     conformance kit checks every impl on; ``example_inputs(num_tokens, hidden_size, dtype,
     device)`` returns one representative :class:`ir_core.Sample` for ``ir-core explain``,
-    ``bench`` and ``doctor``. Fused ops contributed by fusion packages are declared here.
+    ``bench`` and ``doctor``; ``compare`` (optional) judges outputs that a per-dtype tolerance
+    cannot (fp8 codes, by their dequantized values: see :class:`ir_core.op.Comparison`). Fused
+    ops contributed by fusion packages are declared here.
 
     :param registry: the process-wide :class:`ir_core.Registry`.
     """

@@ -24,6 +24,42 @@ DEFAULT_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
 }
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """One quantity an impl's outputs are judged on: ``|actual - expected| <= allowed``.
+
+    Most ops compare each output with native's within the per-dtype ``(atol, rtol)``
+    (:func:`value_comparison`). An op whose outputs are not judged element by element as
+    stored -- fp8 codes, judged by the values they dequantize to, with an error of one fp8
+    step -- declares ``compare`` and returns its own comparisons (see :meth:`Op.comparisons`).
+    ``actual`` and ``expected`` are fp64 tensors of one shape; ``allowed`` is a tensor of that
+    shape or a float; ``tolerance`` says in words what ``allowed`` is, for failure messages.
+    """
+
+    what: str
+    actual: torch.Tensor
+    expected: torch.Tensor
+    allowed: torch.Tensor | float
+    tolerance: str
+
+
+def value_comparison(
+    what: str, actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float
+) -> Comparison:
+    """``actual`` within ``atol + rtol * |expected|`` of ``expected``, element by element."""
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    return Comparison(
+        what, a, e, atol + rtol * e.abs(), f"atol={atol:g} rtol={rtol:g} for {expected.dtype}"
+    )
+
+
+#: An op's own comparison: ``(actual outputs, expected outputs, arguments by name)`` -> what to
+#: judge. Called only when the outputs' count, shapes and dtypes already match native's.
+Compare = Callable[
+    [tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], dict[str, Any]], list[Comparison]
+]
+
+
 @dataclass
 class Sample:
     """One set of arguments for an op, with a label that says what case it covers."""
@@ -173,6 +209,7 @@ class OpDeclaration:
     example_inputs: Callable[..., Sample] | None = None
     tolerances: dict[torch.dtype, tuple[float, float]] | None = None
     name: str | None = None
+    compare: Compare | None = None
 
 
 class Op:
@@ -187,6 +224,7 @@ class Op:
         validate: Callable[..., None] | None = None,
         sample_inputs: Callable[[torch.dtype, torch.device], Iterable[Sample]] | None = None,
         example_inputs: Callable[..., Sample] | None = None,
+        compare: Compare | None = None,
         plugin: str | None = None,
     ) -> None:
         self.name = name
@@ -206,6 +244,7 @@ class Op:
         self._validate = validate
         self._sample_inputs = sample_inputs
         self._example_inputs = example_inputs
+        self._compare = compare
         self.plugin = plugin
         self.impls: dict[str, Impl] = {}
         #: The generated eager dispatcher, ``ir_core.ops.<name>`` (bound by :mod:`ir_core.ops`).
@@ -216,6 +255,24 @@ class Op:
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
         """``(atol, rtol)`` for outputs of ``dtype``."""
         return self.tolerances.get(dtype, DEFAULT_TOLERANCES[torch.float32])
+
+    def comparisons(
+        self,
+        actual: Sequence[torch.Tensor],
+        expected: Sequence[torch.Tensor],
+        args: Sequence[Any],
+    ) -> list[Comparison]:
+        """What ``actual`` (an impl's outputs) is judged on against ``expected`` (native's) for
+        the call ``args`` (bound, all positional): the op's ``compare`` when it declares one,
+        else every output within the tolerance of its dtype. Count, shapes and dtypes of the
+        outputs are checked before (:func:`ir_core.testing.output_mismatches`)."""
+        if self._compare is not None:
+            named = {p.name: a for p, a in zip(self.params, args)}
+            return list(self._compare(tuple(actual), tuple(expected), named))
+        return [
+            value_comparison(f"output {i}", a, e, *self.tolerance(e.dtype))
+            for i, (a, e) in enumerate(zip(actual, expected))
+        ]
 
     def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """All arguments positionally, defaults applied; a TypeError names the op."""

@@ -32,6 +32,7 @@ def _declare_builtin_ops() -> None:
             validate=row.validate,
             sample_inputs=row.sample_inputs,
             example_inputs=row.example_inputs,
+            compare=row.compare,
         )
         globals()[op.name] = op.dispatcher
 

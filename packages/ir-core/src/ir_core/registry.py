@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .op import NATIVE, Impl, Op, Sample
+from .op import NATIVE, Compare, Impl, Op, Sample
 from .signature import RegistrationError, check_signature, qualname
 
 __all__ = ["RegistrationError", "Registry", "check_signature", "get_op", "registry"]
@@ -44,11 +44,14 @@ class Registry:
         validate: Callable[..., None] | None = None,
         sample_inputs: Callable[[torch.dtype, torch.device], Iterable[Sample]] | None = None,
         example_inputs: Callable[..., Sample] | None = None,
+        compare: Compare | None = None,
     ) -> Op:
         """Declare an op whose semantics is the typed native function ``fn``.
 
         The op becomes ``ir_core.ops.<name>`` (eager dispatch) and ``torch.ops.ir_core.<name>``
-        (opaque in FX graphs), with ``fn`` registered as its ``native`` impl.
+        (opaque in FX graphs), with ``fn`` registered as its ``native`` impl. ``compare``
+        replaces the per-dtype tolerance check of outputs when they are judged otherwise (fp8
+        codes by their dequantized values): see :class:`ir_core.op.Comparison`.
         """
         op_name = name or fn.__name__
         if not op_name.isidentifier():
@@ -64,6 +67,7 @@ class Registry:
             validate=validate,
             sample_inputs=sample_inputs,
             example_inputs=example_inputs,
+            compare=compare,
             plugin=self._plugin,
         )
         op.impls[NATIVE] = Impl(

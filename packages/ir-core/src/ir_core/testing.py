@@ -2,17 +2,18 @@
 
 ``assert_matches_native`` is the building block of provider test suites and of the conformance
 kit: it runs an impl and native on private copies of a sample, compares every output with the
-op's tolerance for that dtype, and checks that the impl left its inputs untouched.
+op's tolerance for that dtype (or as the op's own ``compare`` says: fp8 codes by the values they
+dequantize to), and checks that the impl left its inputs untouched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from .op import Op, Sample
+from .op import Comparison, Op, Sample, value_comparison
 from .registry import get_op
 
 
@@ -26,20 +27,13 @@ def _tensors(sample: Sample) -> list[tuple[str, torch.Tensor]]:
     return found
 
 
-def mismatch(
-    op: Op, actual: torch.Tensor, expected: torch.Tensor, *, what: str = "output"
-) -> str | None:
-    """A sentence describing how ``actual`` misses ``expected``, or None when within tolerance."""
-    if actual.shape != expected.shape:
-        return f"{what}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
-    if actual.dtype != expected.dtype:
-        return f"{what}: dtype {actual.dtype}, expected {expected.dtype}"
-    if actual.numel() == 0:
+def judge(comparison: Comparison) -> str | None:
+    """A sentence describing how ``comparison`` fails, or None when it holds everywhere."""
+    a, e = comparison.actual, comparison.expected
+    if a.numel() == 0:
         return None
-    atol, rtol = op.tolerance(expected.dtype)
-    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
     err = (a - e).abs()
-    allowed = atol + rtol * e.abs()
+    allowed = torch.as_tensor(comparison.allowed, dtype=err.dtype).expand_as(err)
     bad = ~(err <= allowed)  # NaN counts as bad unless both are NaN
     bad &= ~(a.isnan() & e.isnan())
     if not bool(bad.any()):
@@ -48,10 +42,48 @@ def mismatch(
     where = tuple(int(i) for i in torch.unravel_index(excess.argmax(), err.shape))
     max_err = float(err.nan_to_num(float("inf")).max())
     return (
-        f"{what}: {int(bad.sum())} of {err.numel()} elements out of tolerance; max error "
-        f"{max_err:.3g} (at {where}: got {float(a[where]):.6g}, expected {float(e[where]):.6g}); "
-        f"tolerance atol={atol:g} rtol={rtol:g} for {expected.dtype}"
+        f"{comparison.what}: {int(bad.sum())} of {err.numel()} elements out of tolerance; max "
+        f"error {max_err:.3g} (at {where}: got {float(a[where]):.6g}, expected "
+        f"{float(e[where]):.6g}, allowed {float(allowed[where]):.3g}); "
+        f"tolerance {comparison.tolerance}"
     )
+
+
+def _layout_mismatch(actual: torch.Tensor, expected: torch.Tensor, what: str) -> str | None:
+    if actual.shape != expected.shape:
+        return f"{what}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+    if actual.dtype != expected.dtype:
+        return f"{what}: dtype {actual.dtype}, expected {expected.dtype}"
+    return None
+
+
+def mismatch(
+    op: Op, actual: torch.Tensor, expected: torch.Tensor, *, what: str = "output"
+) -> str | None:
+    """A sentence describing how ``actual`` misses ``expected`` within the op's per-dtype
+    tolerance, or None when it is within."""
+    problem = _layout_mismatch(actual, expected, what)
+    if problem is not None:
+        return problem
+    return judge(value_comparison(what, actual, expected, *op.tolerance(expected.dtype)))
+
+
+def output_mismatches(op: Op, actual: Any, expected: Any, args: Sequence[Any]) -> list[str]:
+    """How an impl's result ``actual`` misses native's ``expected`` for the call ``args``
+    (bound, all positional): output count, shapes and dtypes, then what the op judges them on
+    (:meth:`ir_core.Op.comparisons`: the per-dtype tolerance, or the op's own ``compare``).
+    Empty when everything is within tolerance."""
+    outs, refs = _outputs(actual), _outputs(expected)
+    if len(outs) != len(refs):
+        return [f"returned {len(outs)} outputs, expected {len(refs)}"]
+    problems = [
+        m
+        for i, (a, e) in enumerate(zip(outs, refs))
+        if (m := _layout_mismatch(a, e, f"output {i}")) is not None
+    ]
+    if problems:
+        return problems
+    return [m for c in op.comparisons(outs, refs, args) if (m := judge(c)) is not None]
 
 
 def assert_matches_native(
@@ -68,13 +100,7 @@ def assert_matches_native(
     before = run.clone()
     actual = _outputs(fn(*run.args, **run.kwargs))
     prefix = f"{target.name} [{sample.label or 'sample'}]"
-    if len(actual) != len(expected):
-        raise AssertionError(f"{prefix}: returned {len(actual)} outputs, expected {len(expected)}")
-    problems = [
-        m
-        for i, (a, e) in enumerate(zip(actual, expected))
-        if (m := mismatch(target, a, e, what=f"output {i}")) is not None
-    ]
+    problems = output_mismatches(target, actual, expected, target.bind(sample.args, sample.kwargs))
     if check_mutation:
         for (name, after), (_, orig) in zip(_tensors(run), _tensors(before)):
             if not torch.equal(after, orig) and not (after.isnan().any() and orig.isnan().any()):

@@ -7,7 +7,7 @@ can also be called directly: ``count = fused_add_rms_norm_pass(gm)``.
 
 To write a pass: a :class:`Pattern` (``Call``/``Capture``/``Literal``, matched structurally on
 the graph, constants captured rather than baked in), a check, and a replacement returning a
-:class:`Replacement`; see ``ir_fusions.passes`` for three examples.
+:class:`Replacement`; see ``ir_fusions.passes`` for examples.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from .passes import (
     PASSES,
     all_reduce_rms_norm_pass,
     dual_rms_norm_pass,
+    fused_add_rms_norm_fp8_quant_pass,
     fused_add_rms_norm_pass,
+    rms_norm_fp8_quant_pass,
+    silu_and_mul_fp8_quant_pass,
 )
 from .pattern import (
     Call,
@@ -51,8 +54,11 @@ __all__ = [
     "apply_replacement",
     "arguments",
     "dual_rms_norm_pass",
+    "fused_add_rms_norm_fp8_quant_pass",
     "fused_add_rms_norm_pass",
     "is_float_tensor",
+    "rms_norm_fp8_quant_pass",
     "same_shape",
+    "silu_and_mul_fp8_quant_pass",
     "value_of",
 ]

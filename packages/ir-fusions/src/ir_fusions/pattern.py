@@ -17,6 +17,7 @@ Arguments are compared by schema name with defaults filled in, so ``rms_norm(x, 
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Iterable
 from typing import Any
@@ -58,10 +59,30 @@ def arguments(node: fx.Node) -> dict[str, Any] | None:
         elif arg.name in node.kwargs:
             found[arg.name] = node.kwargs[arg.name]
         elif arg.has_default_value():
-            found[arg.name] = arg.default_value
+            found[arg.name] = _default(arg)
         else:
             return None
     return found
+
+
+def _default(arg: Any) -> Any:
+    """A schema argument's default as Python code would pass it.
+
+    torch keeps a ``ScalarType`` default as the dtype's enum number (``dtype=24`` for
+    ``torch.float8_e4m3fn``); a pass must see the ``torch.dtype`` that an explicit argument
+    (what Dynamo records) would be, so one pattern matches both and the fused op receives what
+    its validation accepts.
+    """
+    value = arg.default_value
+    if isinstance(value, int) and str(arg.real_type) == "ScalarType":
+        return _dtype_of_enum(value)
+    return value
+
+
+@functools.cache
+def _dtype_of_enum(number: int) -> torch.dtype:
+    # the op's own argument parsing turns the number into the dtype
+    return torch.ops.aten.empty.memory_format([0], dtype=number, device="meta").dtype
 
 
 def value_of(node: Any) -> Any:

@@ -19,8 +19,8 @@ def ir_plugin_info() -> dict[str, Any]:
     return {
         "name": "fusions",
         "api_version": ir_core.API_VERSION,
-        "description": "Fusion passes (add + RMSNorm, MLA dual RMSNorm, all-reduce + RMSNorm) "
-        "and the fused all-reduce norm ops",
+        "description": "Fusion passes (add + RMSNorm, MLA dual RMSNorm, all-reduce + RMSNorm, "
+        "norm / SwiGLU + fp8 quant) and the fused all-reduce norm ops",
     }
 
 

@@ -36,9 +36,10 @@ class Replacement:
     """One fused node and the old nodes its outputs replace.
 
     ``outputs`` maps an old node to the index of the fused op's output that replaces it, or to
-    None when the fused node replaces it whole (both return the same tuple). ``values`` are the
-    fused op's example outputs (``meta["val"]``), one per output, so later passes and lowering
-    can read dtypes and shapes of the new nodes as they could of the old ones.
+    None when the fused node replaces it whole (both return the same tuple, or both one tensor).
+    ``values`` are the fused op's example outputs (``meta["val"]``), one per output, so later
+    passes and lowering can read dtypes and shapes of the new nodes as they could of the old
+    ones.
     """
 
     target: Any
@@ -240,8 +241,11 @@ def apply_replacement(
     """Insert the fused node, reroute users of the nodes it replaces, erase the dead ones.
 
     The fused node goes right before the first user (outside the match) of any node it
-    replaces, which must come after the last of its inputs; when it cannot (an input is computed
-    after such a user), nothing is changed and None is returned. Nodes of the match and the
+    replaces, which must come after the last of its inputs. An input computed after that user
+    by pure ops that read only earlier nodes (a scale sliced out of a tensor, a view) is moved
+    up to just before it; when that is not possible, nothing is changed and None is returned.
+    (A residual stream read by the next layer before this layer's quant is such a case.)
+    Nodes of the match and the
     replaced nodes are erased when nothing uses them any more (so a producer still used
     elsewhere, like a split, stays). Returns the erased nodes.
 
@@ -254,15 +258,16 @@ def apply_replacement(
     if not users:
         return None
     first_user = min(users, key=position.__getitem__)
-    inputs = _input_nodes(replacement.args)
-    if any(position[n] >= position[first_user] for n in inputs):
+    late = [n for n in _input_nodes(replacement.args) if position[n] >= position[first_user]]
+    if late and not _hoist(late, first_user, position, candidates):
         return None
 
     anchor = max(candidates, key=position.__getitem__)
     with graph.inserting_before(first_user):
         fused = graph.call_function(replacement.target, replacement.args)
         position.inserted(fused)
-        _copy_meta(anchor, fused, tuple(replacement.values))
+        single = len(replacement.values) == 1 and _returns_one_tensor(replacement.target)
+        _copy_meta(anchor, fused, replacement.values[0] if single else tuple(replacement.values))
         for old, index in replacement.outputs.items():
             if index is None:
                 new = fused
@@ -280,6 +285,45 @@ def apply_replacement(
             position.erased(node)
             erased.append(node)
     return erased
+
+
+def _hoist(
+    nodes: Sequence[fx.Node], before: fx.Node, position: NodeOrder, keep: Container[fx.Node]
+) -> bool:
+    """Move ``nodes``, and what they read from at or after ``before``, to just before it.
+
+    Only pure ``call_function`` nodes outside ``keep`` (the match) move, in dependency order,
+    so every node still follows its inputs and precedes its users; False (nothing moved) when
+    one of them cannot.
+    """
+    limit = position[before]
+    plan: list[fx.Node] = []
+    planned: set[fx.Node] = set()
+
+    def visit(node: fx.Node) -> bool:
+        if position[node] < limit or node in planned:
+            return True
+        if node is before or node.op != "call_function" or node in keep or node.is_impure():
+            return False
+        if not all(visit(i) for i in node.all_input_nodes):
+            return False
+        planned.add(node)
+        plan.append(node)
+        return True
+
+    if not all(visit(n) for n in nodes):
+        return False
+    for node in plan:
+        before.prepend(node)
+        position.erased(node)
+        position.inserted(node)
+    return True
+
+
+def _returns_one_tensor(target: Any) -> bool:
+    """An op with one return, whose node's value is that tensor itself, not a tuple."""
+    schema = getattr(target, "_schema", None)
+    return schema is not None and len(schema.returns) == 1
 
 
 def _copy_meta(source: fx.Node, target: fx.Node, value: Any) -> None:

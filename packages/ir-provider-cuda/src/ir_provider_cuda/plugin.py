@@ -20,6 +20,7 @@ from . import (
     triton_activation,
     triton_gated_norm,
     triton_norm,
+    triton_quant,
     triton_rotary,
 )
 
@@ -35,9 +36,15 @@ from . import (
 # - fused_add_rms_norm: Triton first. FlashInfer's kernel is in place, so keeping the op
 #   functional costs a copy of x and residual first: 8 row-passes of memory instead of 4.
 # - dual_rms_norm: only Triton does both norms in one launch.
-# - silu_and_mul, gelu_and_mul, rotary_embedding, gated_rms_norm: Triton (the only GPU impls
-#   registered here so far).
-_TRITON_OPS = ("silu_and_mul", "gelu_and_mul", "rotary_embedding", "gated_rms_norm")
+# - silu_and_mul, gelu_and_mul, rotary_embedding, gated_rms_norm, the fp8 quant ops and the
+#   fused norm/activation + quant ops: Triton (the only GPU impls registered here so far).
+_TRITON_OPS = (
+    "silu_and_mul",
+    "gelu_and_mul",
+    "rotary_embedding",
+    "gated_rms_norm",
+    *triton_quant.IMPLS,
+)
 _CUDA_PRIORITY = {
     "rms_norm": [flashinfer_norm.PROVIDER, triton_norm.PROVIDER, torch_fused_norm.PROVIDER],
     "fused_add_rms_norm": [triton_norm.PROVIDER, flashinfer_norm.PROVIDER],
@@ -59,8 +66,8 @@ _ROCM_PRIORITY = {
 def ir_plugin_info() -> dict[str, Any]:
     return kit.plugin_info(
         "cuda",
-        "Triton, FlashInfer and torch-fused RMS norms; Triton gated activations, RoPE and gated "
-        "RMS norm; for NVIDIA and AMD GPUs",
+        "Triton, FlashInfer and torch-fused RMS norms; Triton gated activations, RoPE, gated "
+        "RMS norm and fp8 quant (alone and fused with norms and SwiGLU); for NVIDIA and AMD GPUs",
     )
 
 
@@ -74,6 +81,7 @@ def register_impls(registry: ir_core.Registry) -> None:
             **kit.impls_of(triton_activation, "silu_and_mul", "gelu_and_mul"),
             **kit.impls_of(triton_rotary, "rotary_embedding"),
             **kit.impls_of(triton_gated_norm, "gated_rms_norm"),
+            **triton_quant.IMPLS,
         },
         # read TRITON_INTERPRET now: with it, the Triton kernels also run on CPU tensors
         device_types=triton_norm.device_types(),

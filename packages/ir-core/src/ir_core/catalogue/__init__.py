@@ -1,7 +1,7 @@
 """The ops ir-core itself declares; plugins add more through ``register_ops``.
 
 Each op lives in a module named for its family (``norms.py``, ``activations.py``,
-``rotary.py``: native function, validation,
+``rotary.py``, ``quant.py``: native function, validation,
 sample and example inputs) and is declared by one row of :data:`BUILTIN_OPS`, in the order
 they register. :mod:`ir_core.ops` registers the table when ir_core is imported. A new op: its
 functions in a family module, one :class:`~ir_core.op.OpDeclaration` row here, and its
@@ -11,11 +11,11 @@ semantics in docs/contract.md.
 from __future__ import annotations
 
 from ..op import OpDeclaration
-from . import activations, norms, rotary
+from . import activations, norms, quant, rotary
 
 #: Version of this catalogue's op signatures and semantics (2: the gated activations,
-#: rotary_embedding and gated_rms_norm).
-OP_API = 2
+#: rotary_embedding and gated_rms_norm; 3: the fp8 quant and fused norm/activation + quant ops).
+OP_API = 3
 
 #: Every built-in op, in registration order.
 BUILTIN_OPS: tuple[OpDeclaration, ...] = (
@@ -64,4 +64,5 @@ BUILTIN_OPS: tuple[OpDeclaration, ...] = (
         sample_inputs=rotary.rotary_embedding_samples,
         example_inputs=rotary.rotary_embedding_example,
     ),
+    *quant.QUANT_OPS,
 )

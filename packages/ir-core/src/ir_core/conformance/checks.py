@@ -18,7 +18,7 @@ from ..dispatch import select
 from ..op import NATIVE, Op
 from ..priority import set_priority
 from ..registry import get_op
-from ..testing import assert_matches_native, mismatch
+from ..testing import assert_matches_native, output_mismatches
 from .errors import CheckFailed, CheckSkipped
 from .lowering import compile_and_run
 from .symbolic import fake_call, symbolic_call
@@ -241,15 +241,7 @@ def check_compile(plan: TargetPlan) -> None:
             f"{_where(case)}: compiled under set_priority({op.name}=[{plan.target.provider!r}])"
             f" the op was lowered to {lowered_to}"
         )
-    outs = actual if isinstance(actual, (tuple, list)) else (actual,)
-    refs = expected if isinstance(expected, (tuple, list)) else (expected,)
-    problems = [
-        m
-        for i, (a, e) in enumerate(zip(outs, refs))
-        if (m := mismatch(op, a, e, what=f"output {i}"))
-    ]
-    if len(outs) != len(refs):
-        problems.append(f"returned {len(outs)} outputs, expected {len(refs)}")
+    problems = output_mismatches(op, actual, expected, args)
     if problems:
         raise CheckFailed(f"{_where(case)} compiled: " + "; ".join(problems))
 
