@@ -47,12 +47,11 @@ import math
 
 import torch
 
-from ir_core import kit
 from ir_core.kit import has_unit_last_stride, known, row_layout, same_shape
 
 from . import flashinfer_lib
 from .flashinfer_lib import NORM
-from .vendor_layout import VECTOR_BYTES, aligned
+from .vendor_layout import VECTOR_BYTES, aligned, copy_aligned, empty_aligned
 
 PROVIDER = flashinfer_lib.PROVIDER
 
@@ -62,8 +61,9 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16)
 SUPPORTED_WEIGHT_BIAS = (0.0, 1.0)
 #: The fp8 dtype of the quantizing norms (they saturate at 448, float8_e4m3fn's max).
 QUANT_DTYPE = torch.float8_e4m3fn
-#: CuTe's contiguous kernels assume inputs aligned to gcd(this, row bytes).
-_CONTIGUOUS_ALIGN_BYTES = 128
+#: CuTe's contiguous kernels assume inputs and outputs aligned to gcd(this, row bytes); the
+#: outputs and copies made here start at a multiple of it.
+ALIGN_BYTES = 128
 
 
 def available() -> tuple[bool, str]:
@@ -213,8 +213,9 @@ def kernel_rows(x: torch.Tensor) -> torch.Tensor:
     rows = x.as_strided((layout.n_rows, hidden), (layout.stride_inner, 1))
     align = VECTOR_BYTES
     if rows.is_contiguous():
-        align = max(align, math.gcd(_CONTIGUOUS_ALIGN_BYTES, hidden * x.element_size()))
-    return aligned(rows, align)
+        align = max(align, math.gcd(ALIGN_BYTES, hidden * x.element_size()))
+    # a copy is contiguous, so it gets the contiguous kernel's alignment
+    return rows if rows.data_ptr() % align == 0 else copy_aligned(rows, ALIGN_BYTES)
 
 
 def kernel_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -242,7 +243,7 @@ def rms_norm(
     dtype; nothing is written to ``x`` or ``weight``.
     """
     assert weight is not None  # supports_args
-    out = kit.empty_output(x)
+    out = empty_aligned(x.shape, x.dtype, x.device, ALIGN_BYTES)
     if out.numel() == 0:
         return out
     norm = NORM.require()
@@ -267,14 +268,21 @@ def fused_add_rms_norm(
     Returns ``(out, residual_out)``; ``x`` and ``residual`` are never written.
     """
     assert weight is not None  # supports_args
-    norm = NORM.require()
-    kernel = norm.gemma_fused_add_rmsnorm if weight_bias == 1.0 else norm.fused_add_rmsnorm
-    out, residual_out = kit.in_place_outputs(kernel, (x, residual), kernel_weight(weight), epsilon)
-    return out, residual_out
+    out, residual_out = _owned_rows(x), _owned_rows(residual)
+    if out.numel() != 0:
+        norm = NORM.require()
+        kernel = norm.gemma_fused_add_rmsnorm if weight_bias == 1.0 else norm.fused_add_rmsnorm
+        kernel(out, residual_out, kernel_weight(weight), epsilon)
+    return out.view(x.shape), residual_out.view(residual.shape)
+
+
+def _owned_rows(t: torch.Tensor) -> torch.Tensor:
+    """A new (N, H) copy of ``t`` an in-place kernel may overwrite, aligned as CuTe assumes."""
+    return copy_aligned(t.reshape(-1, t.shape[-1]), ALIGN_BYTES)
 
 
 def _quant_output(x: torch.Tensor) -> torch.Tensor:
-    return torch.empty(x.shape, dtype=QUANT_DTYPE, device=x.device)
+    return empty_aligned(x.shape, QUANT_DTYPE, x.device, ALIGN_BYTES)
 
 
 def rms_norm_fp8_quant_static(
@@ -318,7 +326,7 @@ def fused_add_rms_norm_fp8_quant_static(
     assert weight is not None  # supports_args
     hidden = x.shape[-1]
     q = _quant_output(x)
-    residual_out = kit.owned_rows(residual)
+    residual_out = _owned_rows(residual)
     if q.numel() != 0:
         NORM.require().fused_add_rmsnorm_quant(
             q.view(-1, hidden),
