@@ -103,14 +103,17 @@ def _tensors_ok(x: torch.Tensor, weight: torch.Tensor | None, *rows: torch.Tenso
     tensors = (x, *rows) if weight is None else (x, weight, *rows)
     if any(t.dtype not in SUPPORTED_DTYPES for t in tensors):
         return False
-    hidden = x.shape[-1]
-    if not isinstance(hidden, int):
-        return False  # the compiled kernel and its divisibility depend on H
-    if hidden % 2 and any(t.element_size() == 2 for t in tensors):
-        return False  # a 16-bit copy of an odd row cannot be vectorized: fails to compile
     if weight is not None and not (weight.dim() == 1 and has_unit_last_stride(weight)):
         return False
-    div = divisibility(hidden, *tensors)
+    hidden = x.shape[-1]
+    if isinstance(hidden, int):
+        if hidden % 2 and any(t.element_size() == 2 for t in tensors):
+            return False  # a 16-bit copy of an odd row cannot be vectorized: fails to compile
+        div = divisibility(hidden, *tensors)
+    else:  # a symbolic H: ask for the widest div the dtypes allow, so it is known exactly
+        div = min(_VECTOR_BYTES // t.element_size() for t in tensors)
+        if not known(hidden % div == 0):
+            return False
     for t in (x, *rows):
         layout = row_layout(t)
         if not has_unit_last_stride(t) or layout is None or not layout.single_level:
