@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import inspect
 import math
 import sys
 from collections.abc import Callable
@@ -502,3 +503,99 @@ def import_vendor(module: str, package: str) -> Any:
         if os.environ.get("IR_CUDA_REQUIRE_VENDORS") == "1":
             pytest.fail(reason)
         pytest.skip(reason, allow_module_level=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# quack
+# ---------------------------------------------------------------------------------------------
+
+
+def install_quack(monkeypatch: pytest.MonkeyPatch, calls: Calls) -> None:
+    """``quack.rmsnorm._compile_rmsnorm_fwd``: the real compile runs (CuTe DSL compiles without
+    a GPU, and rejects what quack cannot build, e.g. an odd H with 16-bit tensors), then the
+    compiled function is replaced by one that checks what its TVM-FFI entry checks, from the
+    fake tensors quack compiles with (``compile_utils.make_fake_tensor``): strides but the last
+    divisible by ``div`` elements, starts aligned to ``div`` elements, and computes the kernel's
+    arithmetic (quack's own ``rmsnorm_ref``, which its tests hold the kernel to)."""
+    import importlib
+
+    rmsnorm = importlib.import_module("quack.rmsnorm")
+    real_compile = rmsnorm._compile_rmsnorm_fwd
+
+    def compile_fwd(*args: Any, **kwargs: Any) -> Callable[..., None]:
+        real_compile(*args, **kwargs)
+        bound = inspect.signature(real_compile).bind(*args, **kwargs)
+        bound.apply_defaults()
+        spec = bound.arguments
+        dtypes = ("dtype", "out_dtype", "res_dtype", "weight_dtype", "bias_dtype", "res_out_dtype")
+        widths = [spec[d].width for d in dtypes if spec[d] is not None]
+        div = math.gcd(spec["N"], *(128 // w for w in widths))
+        weight_offset = spec.get("weight_offset", 0.0)
+
+        def kernel(x, weight, bias, residual, out, residual_out, rstd, mean, eps):
+            named = {"mX": x, "mW": weight, "mRes": residual, "mO": out, "mResO": residual_out}
+            for what, t in named.items():
+                if t is None:
+                    continue
+                if t.stride(-1) != 1 or any(s % div for s in t.stride()[:-1]):
+                    raise ValueError(f"Mismatched Tensor on argument {what}: strides vs div={div}")
+                require_alignment(what, t, div * t.element_size())
+            calls.record("quack.rmsnorm_fwd", x=x, weight=weight, residual=residual, div=div)
+            result = rmsnorm.rmsnorm_ref(x, weight, bias, residual, eps, weight_offset)
+            if residual is None:
+                out.copy_(result)
+            else:
+                out.copy_(result[0])
+                residual_out.copy_(result[1])
+
+        return kernel
+
+    monkeypatch.setattr(rmsnorm, "_compile_rmsnorm_fwd", compile_fwd)
+
+
+# ---------------------------------------------------------------------------------------------
+# liger
+# ---------------------------------------------------------------------------------------------
+
+_LIGER_GEMMA = 1  # liger's _CASTING_MODE_GEMMA
+
+
+class LigerLauncher:
+    """A ``@triton.jit`` RMSNorm forward kernel of ``liger_kernel.ops.rms_norm`` as its launcher
+    sees it (``kernel[grid](...)``), computing what the kernel computes in "gemma" mode
+    (``_rms_norm_forward_kernel``, 0.6.5-0.8.5): x and w in fp32, ``x * rsqrt(mean(x^2) + eps)
+    * (offset + w)``, one rounding at the store; rows read at ``X_row_stride``, W as a
+    contiguous (H,) vector. Other casting modes raise: the wrapper must never ask for them."""
+
+    def __init__(self, calls: Calls, name: str, block: bool) -> None:
+        self.calls, self.name, self.block = calls, name, block
+
+    def __getitem__(self, grid: Any) -> Callable[..., None]:
+        def launch(*args: Any, **kwargs: Any) -> None:
+            y, y_stride, x, x_stride, w, _w_stride, rstd, _rstd_stride, *scalars = args
+            n_cols, eps, offset, mode = scalars[1:] if self.block else scalars
+            if mode != _LIGER_GEMMA:
+                raise AssertionError(f"casting mode {mode}: only gemma is our semantics")
+            affine = kwargs.get("elementwise_affine", w is not None)
+            rows = rstd.shape[0]
+            self.calls.record(self.name, x=x, w=w, offset=offset, eps=eps, grid=grid)
+            xs = torch.as_strided(x, (rows, n_cols), (x_stride, 1)).float()
+            r = torch.rsqrt(xs.pow(2).mean(-1, keepdim=True) + eps)
+            out = xs * r
+            if affine:
+                out = out * (offset + torch.as_strided(w, (n_cols,), (1,)).float())
+            torch.as_strided(y, (rows, n_cols), (y_stride, 1)).copy_(out.to(y.dtype))
+            rstd.copy_(r.squeeze(-1))
+
+        return launch
+
+
+def install_liger(monkeypatch: pytest.MonkeyPatch, calls: Calls) -> None:
+    import importlib
+
+    rms_norm = importlib.import_module("liger_kernel.ops.rms_norm")
+    for name, block in (
+        ("_rms_norm_forward_kernel", False),
+        ("_block_rms_norm_forward_kernel", True),
+    ):
+        monkeypatch.setattr(rms_norm, name, LigerLauncher(calls, name, block))

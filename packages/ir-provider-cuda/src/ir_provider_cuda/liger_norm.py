@@ -3,8 +3,8 @@
 Wrapped function: ``liger_kernel.ops.rms_norm.rms_norm_forward(X, W, eps, offset, casting_mode,
 row_mode) -> (Y, X_2d, RSTD, BLOCK_SIZE, num_warps, casting_mode)``, the forward behind
 ``LigerRMSNormFunction`` without its autograd Function and its ``.contiguous()`` copies (the
-same signature from liger-kernel 0.6.0 to 0.8.5, the newest when read). Out of place: ``Y`` is
-a new ``(rows, H)`` tensor of X's dtype.
+same signature from liger-kernel 0.6.0 to 0.8.5, the newest when read; ``W=None`` from 0.6.5,
+the lowest release accepted). Out of place: ``Y`` is a new ``(rows, H)`` tensor of X's dtype.
 
 ``casting_mode`` (read in the 0.8.5 kernel ``_rms_norm_forward_kernel``):
 
@@ -40,8 +40,9 @@ from ir_core.kit import has_unit_last_stride, known, row_layout
 PROVIDER = "liger"
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 CASTING_MODE = "gemma"
-#: Releases checked: >= 0.6.0 (rms_norm_forward with row_mode), < 0.9 (the extra's bound too).
-MIN_VERSION = (0, 6, 0)
+#: Releases checked: >= 0.6.5 (rms_norm_forward with row_mode and an optional W), < 0.9 (the
+#: extra's bound too).
+MIN_VERSION = (0, 6, 5)
 BELOW_VERSION = (0, 9)
 #: liger's largest Triton block (``calculate_settings``): rows of up to this many elements.
 MAX_HIDDEN = 65536
@@ -54,7 +55,7 @@ def _version_problem() -> str | None:
         return None
     if found < MIN_VERSION or found >= BELOW_VERSION:
         return (
-            f"liger-kernel {found} is outside the checked releases >= 0.6.0, < 0.9 "
+            f"liger-kernel {found} is outside the checked releases >= 0.6.5, < 0.9 "
             "(pip install 'ir-provider-cuda[liger]')"
         )
     return None
@@ -80,7 +81,7 @@ LIBRARY = kit.LazyVendor(PROVIDER, lambda: kit.import_module("liger_kernel.ops.r
 
 
 def available() -> tuple[bool, str]:
-    """liger-kernel (>= 0.6.0, < 0.9) importable, with a CUDA or ROCm GPU for its Triton kernels."""
+    """liger-kernel (>= 0.6.5, < 0.9) importable, with a CUDA or ROCm GPU for its Triton kernels."""
     problems = environment_problems()
     if problems:
         return False, "; ".join(problems)
