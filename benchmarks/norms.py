@@ -10,9 +10,9 @@ Bytes counted are the op's minimum traffic: every input read once, every output 
 An implementation that moves more (FlashInfer's fused add copies x and residual first, to stay
 out of place) shows that as lower GB/s.
 
-Implementations: native eager, native under ``torch.compile``, then the ``torch_fused``,
-``triton`` and ``flashinfer`` impls registered with ir-core, each where it is available and
-accepts the arguments ("-" otherwise).
+Implementations: native eager, native under ``torch.compile``, then every impl registered with
+ir-core (``torch_fused``, ``triton``, ``flashinfer``, other vendors' wheels), each where it is
+available and accepts the arguments ("-" otherwise).
 
     python benchmarks/norms.py            # full sweep (meant for a GPU)
     python benchmarks/norms.py --quick    # tiny smoke run; on CPU: native + Triton interpreter
@@ -93,6 +93,25 @@ def traffic_bytes(args: tuple[Any, ...], out: Any) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def measure_cells(
+    op: Any, impls: list[tuple[str, Any]], sample: Any, device: str, quick: bool, ceiling: float
+) -> list[str]:
+    """One table row: per impl "GB/s  % of ceiling  us", or "-" where it declines the call."""
+    args = op.bind(sample.args, sample.kwargs)
+    cells = []
+    for _, impl in impls:
+        fn = getattr(impl, "fn", impl)
+        predicate = getattr(impl, "supports_args", None)
+        if predicate is not None and not predicate(*args):
+            cells.append(f"{'-':>22}")
+            continue
+        out = fn(*args)
+        ms = time_ms(lambda fn=fn: fn(*args), device, quick)
+        gbs = traffic_bytes(args, out) / (ms * 1e-3) / 1e9
+        cells.append(f"{gbs:>7.1f} {100 * gbs / ceiling:>5.1f}% {ms * 1e3:>8.1f}")
+    return cells
+
+
 # -- implementations --------------------------------------------------------------------------
 
 
@@ -101,11 +120,11 @@ def implementations(op: Any, device: str, args: argparse.Namespace) -> list[tupl
     found: list[tuple[str, Any]] = [("native", op.native)]
     if not args.no_compile and not (device == "cpu" and args.quick):
         found.append(("native+compile", torch.compile(op.native, dynamic=False)))
-    for provider in PROVIDERS:
-        impl = op.impls.get(provider)
-        if impl is None:
+    for provider, impl in op.impls.items():
+        if provider == "native":
             continue
         ok, _ = impl.status()
+        # off a GPU, only Triton's interpreter runs here, and only in quick (smoke) mode
         if ok and impl.runs_on(device) and (device == "cuda" or args.quick):
             found.append((provider, impl))
     return found
@@ -168,19 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in tokens:
             for h in hidden:
                 sample = op.example_inputs(n, h, dtype, device)
-                cells = []
-                for _, impl in impls:
-                    fn = getattr(impl, "fn", impl)
-                    predicate = getattr(impl, "supports_args", None)
-                    if predicate is not None and not predicate(*sample.args, **sample.kwargs):
-                        cells.append(f"{'-':>22}")
-                        continue
-                    out = fn(*sample.args, **sample.kwargs)
-                    ms = time_ms(
-                        lambda fn=fn, s=sample: fn(*s.args, **s.kwargs), device, args.quick
-                    )
-                    gbs = traffic_bytes(sample.args, out) / (ms * 1e-3) / 1e9
-                    cells.append(f"{gbs:>7.1f} {100 * gbs / ceiling:>5.1f}% {ms * 1e3:>8.1f}")
+                cells = measure_cells(op, impls, sample, device, args.quick, ceiling)
                 print(f"{n:>7} {h:>7} " + " ".join(cells))
     return 0
 
