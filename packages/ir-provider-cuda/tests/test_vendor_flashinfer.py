@@ -40,6 +40,7 @@ from ir_provider_cuda import (
     flashinfer_allreduce as fa,
 )
 from ir_provider_cuda.vendor_layout import empty_aligned
+from ir_provider_cuda.vendor_release import installed
 
 flashinfer = import_vendor("flashinfer", "flashinfer-python")
 
@@ -49,8 +50,9 @@ BF16 = torch.bfloat16
 
 
 def test_installed_release_is_one_the_wrappers_were_checked_against() -> None:
-    assert flashinfer_lib.version_problem() is None, flashinfer_lib.version_problem()
-    assert str(flashinfer_lib.version()) == flashinfer.__version__
+    problems = flashinfer_lib.environment_problems()
+    assert not [p for p in problems if "flashinfer-python" in p], problems
+    assert str(installed("flashinfer-python")) == flashinfer.__version__
 
 
 def _run_samples(op_name: str, fn: Any, supports: Any, dtype: torch.dtype) -> int:

@@ -10,12 +10,11 @@ reported unavailable rather than trusted: FlashInfer's Python layers change betw
 
 from __future__ import annotations
 
-import importlib.metadata
 from types import ModuleType
 
-from torch.torch_version import TorchVersion
-
 from ir_core import kit
+
+from .vendor_release import installed, package_problems
 
 PROVIDER = "flashinfer"
 
@@ -29,47 +28,21 @@ RELAXED_ACTIVATION_VERSION = (0, 7, 1)
 MIN_CAPABILITY = (7, 5)
 
 
-def version() -> TorchVersion | None:
-    """The installed flashinfer-python release (None if not installed), read from its metadata
-    without importing it."""
-    try:
-        return TorchVersion(importlib.metadata.version("flashinfer-python"))
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def version_problem() -> str | None:
-    """Why the installed release is not one the wrappers were checked against, or None."""
-    found = version()
-    if found is None:
-        return None  # not installed: environment_problems says so
-    if found < MIN_VERSION or found >= BELOW_VERSION:
-        return (
-            f"flashinfer-python {found} is outside the checked releases >= 0.6.12, < 0.8 "
-            "(pip install 'ir-provider-cuda[flashinfer]')"
-        )
-    return None
-
-
 def environment_problems(
     min_capability: tuple[int, int] = MIN_CAPABILITY, needs: str = "FlashInfer"
 ) -> list[str]:
     """What this machine lacks for FlashInfer, found without importing it: the package (in a
     checked release), a CUDA (not ROCm) GPU, and ``min_capability`` (``needs`` says what
     requires it)."""
-    problems = []
-    if kit.module_missing("flashinfer"):
-        problems.append(
-            "flashinfer-python not installed (pip install 'ir-provider-cuda[flashinfer]')"
-        )
-    elif (problem := version_problem()) is not None:
-        problems.append(problem)
+    problems = package_problems(
+        "flashinfer", "flashinfer-python", MIN_VERSION, BELOW_VERSION, "flashinfer"
+    )
     return problems + kit.nvidia_gpu_problems("FlashInfer", min_capability, needs=needs)
 
 
 def relaxed_activations() -> bool:
     """The installed release takes any even last dim in its gated activations (>= 0.7.1)."""
-    found = version()
+    found = installed("flashinfer-python")
     return found is not None and found >= RELAXED_ACTIVATION_VERSION
 
 

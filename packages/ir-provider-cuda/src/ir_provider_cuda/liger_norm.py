@@ -29,13 +29,12 @@ last is assumed 1); W read as a contiguous ``(H,)`` vector; ``next_power_of_2(H)
 
 from __future__ import annotations
 
-import importlib.metadata
-
 import torch
-from torch.torch_version import TorchVersion
 
 from ir_core import kit
 from ir_core.kit import has_unit_last_stride, known, row_layout
+
+from .vendor_release import package_problems
 
 PROVIDER = "liger"
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -48,26 +47,9 @@ BELOW_VERSION = (0, 9)
 MAX_HIDDEN = 65536
 
 
-def _version_problem() -> str | None:
-    try:
-        found = TorchVersion(importlib.metadata.version("liger-kernel"))
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    if found < MIN_VERSION or found >= BELOW_VERSION:
-        return (
-            f"liger-kernel {found} is outside the checked releases >= 0.6.5, < 0.9 "
-            "(pip install 'ir-provider-cuda[liger]')"
-        )
-    return None
-
-
 def environment_problems() -> list[str]:
     """What this machine lacks for liger, found without importing it."""
-    problems = []
-    if kit.module_missing("liger_kernel"):
-        problems.append("liger-kernel not installed (pip install 'ir-provider-cuda[liger]')")
-    elif (problem := _version_problem()) is not None:
-        problems.append(problem)
+    problems = package_problems("liger_kernel", "liger-kernel", MIN_VERSION, BELOW_VERSION, "liger")
     if not torch.cuda.is_available():
         problems.append(
             "no CUDA/ROCm device (liger's Triton kernels do not run under TRITON_INTERPRET as "

@@ -27,16 +27,15 @@ wheel depends on Triton anyway.
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 
 import torch
-from torch.torch_version import TorchVersion
 
 from ir_core import kit
 from ir_core.kit import has_unit_last_stride, known, row_layout, same_shape
 
 from .vendor_layout import aligned
+from .vendor_release import package_problems
 
 PROVIDER = "quack"
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -48,26 +47,9 @@ ARCH_MAJORS = (9, 10, 12)
 _VECTOR_BYTES = 16
 
 
-def _version_problem() -> str | None:
-    try:
-        found = TorchVersion(importlib.metadata.version("quack-kernels"))
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    if found < MIN_VERSION or found >= BELOW_VERSION:
-        return (
-            f"quack-kernels {found} is outside the checked releases >= 0.6.2, < 0.7 "
-            "(pip install 'ir-provider-cuda[quack]')"
-        )
-    return None
-
-
 def environment_problems() -> list[str]:
     """What this machine lacks for quack, found without importing it."""
-    problems = []
-    if kit.module_missing("quack"):
-        problems.append("quack-kernels not installed (pip install 'ir-provider-cuda[quack]')")
-    elif (problem := _version_problem()) is not None:
-        problems.append(problem)
+    problems = package_problems("quack", "quack-kernels", MIN_VERSION, BELOW_VERSION, "quack")
     gpu = kit.nvidia_gpu_problems("quack-kernels", (9, 0))
     if not gpu and torch.cuda.get_device_capability()[0] not in ARCH_MAJORS:
         major, minor = torch.cuda.get_device_capability()
