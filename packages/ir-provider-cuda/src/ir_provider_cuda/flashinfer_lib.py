@@ -14,6 +14,7 @@ from types import ModuleType
 
 from ir_core import kit
 
+from . import vendor_release
 from .vendor_release import installed, package_problems
 
 PROVIDER = "flashinfer"
@@ -67,7 +68,4 @@ def availability(
     """flashinfer-python (a checked release) on a CUDA (not ROCm) GPU of ``min_capability``,
     and ``module`` importable. Every missing condition is named, e.g. ``"flashinfer-python not
     installed (...); no CUDA device"``; the machine is asked on every call, the import once."""
-    problems = environment_problems(min_capability, needs)
-    if problems:
-        return False, "; ".join(problems)
-    return module.available()
+    return vendor_release.availability(environment_problems(min_capability, needs), module)

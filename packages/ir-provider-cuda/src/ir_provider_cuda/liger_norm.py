@@ -34,7 +34,7 @@ import torch
 from ir_core import kit
 from ir_core.kit import has_unit_last_stride, known, row_layout
 
-from .vendor_release import package_problems
+from .vendor_release import availability, package_problems
 
 PROVIDER = "liger"
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -64,10 +64,7 @@ LIBRARY = kit.LazyVendor(PROVIDER, lambda: kit.import_module("liger_kernel.ops.r
 
 def available() -> tuple[bool, str]:
     """liger-kernel (>= 0.6.5, < 0.9) importable, with a CUDA or ROCm GPU for its Triton kernels."""
-    problems = environment_problems()
-    if problems:
-        return False, "; ".join(problems)
-    return LIBRARY.available()
+    return availability(environment_problems(), LIBRARY)
 
 
 def rms_norm_supports(

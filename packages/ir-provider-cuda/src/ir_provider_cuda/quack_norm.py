@@ -35,7 +35,7 @@ from ir_core import kit
 from ir_core.kit import has_unit_last_stride, known, row_layout, same_shape
 
 from .vendor_layout import aligned
-from .vendor_release import package_problems
+from .vendor_release import availability, package_problems
 
 PROVIDER = "quack"
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -64,10 +64,7 @@ LIBRARY = kit.LazyVendor(PROVIDER, lambda: kit.import_module("quack.rmsnorm"))
 
 def available() -> tuple[bool, str]:
     """quack-kernels (>= 0.6.2, < 0.7) importable, on an sm_90/sm_100/sm_120-class GPU."""
-    problems = environment_problems()
-    if problems:
-        return False, "; ".join(problems)
-    return LIBRARY.available()
+    return availability(environment_problems(), LIBRARY)
 
 
 # --------------------------------------------------------------------------------------------

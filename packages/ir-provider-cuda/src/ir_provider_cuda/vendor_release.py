@@ -4,6 +4,8 @@ against it: read from the package metadata, without importing the package."""
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Sequence
+from typing import Any
 
 from torch.torch_version import TorchVersion
 
@@ -42,3 +44,11 @@ def package_problems(
             f"< {_release(below)} {hint}"
         ]
     return []
+
+
+def availability(problems: Sequence[str], vendor: kit.LazyVendor[Any]) -> tuple[bool, str]:
+    """The ``available`` answer: ``(False, problems joined)`` when the machine lacks anything
+    (asked on every call), else whether ``vendor`` imports (decided once)."""
+    if problems:
+        return False, "; ".join(problems)
+    return vendor.available()
