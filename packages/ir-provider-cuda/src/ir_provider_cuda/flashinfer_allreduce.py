@@ -196,8 +196,7 @@ def use_oneshot(tokens: int, hidden: int, dtype: torch.dtype, world_size: int) -
     if tokens <= world_size:
         return True
     threshold = ONESHOT_MAX_MIB.get(world_size, ONESHOT_MAX_MIB[8])
-    dtype_size = torch.empty((), dtype=dtype, device="meta").element_size()
-    return tokens * hidden * 2 * world_size * dtype_size / (1 << 20) <= threshold
+    return tokens * hidden * 2 * world_size * dtype.itemsize / (1 << 20) <= threshold
 
 
 def unsupported_reason(
