@@ -2,7 +2,8 @@
 
 Default sessions: ``tests``, ``lint``, ``wheels``, ``transformers``. Others: ``demo`` (the main
 job: what runs here and a dispatch demo), ``ipex`` (the XPU provider against real IPEX on its own
-torch).
+torch), ``vendors`` (ir-provider-cuda against the real FlashInfer, quack and liger Python layers),
+``gpu`` (every GPU test and the GPU benchmarks, on a machine with one).
 torch is pinned by ``constraints.txt`` for development and CI only, never in package metadata.
 """
 
@@ -141,3 +142,108 @@ def ipex(session: nox.Session) -> None:
     )
     # the conformance kit on torch 2.8: ir-core's lowering and checks hold on the oldest torch line
     session.run("ir-core", "check", "--provider", "ipex")
+
+
+#: The releases ir-provider-cuda's vendor wrappers accept, lowest and newest (its extras'
+#: bounds): flashinfer-python, quack-kernels, liger-kernel, and the nvidia-cutlass-dsl that
+#: FlashInfer's CuTe-DSL norms and quack compile with (quack <= 0.6.4 pins its own).
+VENDOR_RELEASES = {
+    "lowest": ("0.6.12", "0.6.2", "0.6.5", "nvidia-cutlass-dsl>=4.5.0"),
+    "newest": ("0.7.4", "0.6.5", "0.8.5", "nvidia-cutlass-dsl>=4.8.0"),
+}
+#: What FlashInfer's Python layer imports on a CPU machine, instead of its declared
+#: dependencies (which add the CUDA toolchain wheels, ~2 GB more): cuda-python for
+#: flashinfer.comm (0.7.x), cuda-tile and the CUDA runtime library for flashinfer.comm (0.6.12
+#: asserts libcudart is loaded), nvidia-cutlass-dsl for its default CuTe-DSL norm path.
+FLASHINFER_PYTHON_DEPS = [
+    "apache-tvm-ffi>=0.1.11,<0.2",
+    "numpy",
+    "packaging",
+    "einops",
+    "tqdm",
+    "requests",
+    "tabulate",
+    "click",
+    "nvidia-ml-py",
+    "cuda-python",
+    "cuda-tile",
+    "nvidia-cuda-runtime",
+]
+CUDA_PROVIDER_TESTS = ROOT / "packages/ir-provider-cuda/tests"
+
+
+@nox.session
+@nox.parametrize("releases", list(VENDOR_RELEASES))
+def vendors(session: nox.Session, releases: str) -> None:
+    """ir-provider-cuda's vendor tests with the real flashinfer-python, quack-kernels and
+    liger-kernel (lowest and newest accepted releases), on CPU: the vendors' own Python layers
+    (argument checks, planning, dispatch, quack's compiler) run, only their compiled kernels are
+    replaced by CPU implementations (tests/cpu_vendor_kernels.py). torch stays 2.13.0 CPU.
+
+    Measured on the 2-core dev machine with an empty pip cache (torch from a local file): 3 min
+    11 s for both releases, new venvs and installs included (pytest itself: 29 s and 12 s);
+    the venvs take 2.4 and 3.2 GB. IR_CUDA_REQUIRE_VENDORS=1 turns "vendor not installed" skips
+    into failures.
+    """
+    flashinfer, quack, liger, cutlass = VENDOR_RELEASES[releases]
+    _install_torch(session)
+    session.install("-c", CONSTRAINTS, *TEST_TOOLS, "triton")
+    session.install("--no-deps", f"flashinfer-python=={flashinfer}")
+    session.install(
+        "-c",
+        CONSTRAINTS,
+        *FLASHINFER_PYTHON_DEPS,
+        cutlass,
+        f"quack-kernels=={quack}",
+        f"liger-kernel=={liger}",
+    )
+    for package in ("ir-core", "ir-fusions", "ir-provider-cuda"):
+        session.install("-c", CONSTRAINTS, "-e", str(ROOT / "packages" / package))
+    session.run("python", "-m", "pip", "list")
+    tests = ["test_vendor_flashinfer.py", "test_vendor_quack.py", "test_vendor_liger.py"]
+    tests += ["test_vendor_supports.py", "test_flashinfer_allreduce.py", "test_plugin.py"]
+    session.run(
+        "pytest",
+        *(session.posargs or [str(CUDA_PROVIDER_TESTS / t) for t in tests]),
+        "-W",
+        "ignore::DeprecationWarning",  # CUTLASS DSL's own, at import
+        env={"IR_CUDA_REQUIRE_VENDORS": "1"},
+    )
+    session.run("ir-core", "list-providers")
+
+
+def _nvidia_gpu_present() -> bool:
+    """An NVIDIA GPU driver answers here (checked before installing GBs of CUDA wheels)."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    return subprocess.run([smi, "-L"], capture_output=True, text=True).returncode == 0
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    """On an NVIDIA GPU machine: every GPU-marked test of every package, then the bandwidth of
+    every implementation of the norms and decoder-layer ops, in one JSON file
+    (``benchmarks/gpu_report.py``; ``-- --output PATH``, ``-- --budget-s S``). Designed to
+    finish in at most 8 minutes on one H100/H200 after the install (CUDA torch 2.13.0 from
+    PyPI and the vendors: flashinfer-python, quack-kernels, liger-kernel, several GB).
+
+    Fails at once, installing nothing, without an NVIDIA GPU. On ROCm, or a machine without
+    network access, run ``python benchmarks/gpu_report.py`` in an environment that has a GPU
+    build of torch and the packages installed.
+    """
+    if not _nvidia_gpu_present():
+        session.error(
+            "nox -s gpu needs an NVIDIA GPU (nvidia-smi -L found none here); nothing was "
+            "installed or run (on ROCm, run benchmarks/gpu_report.py directly)"
+        )
+    _install_torch(session)
+    session.install("-c", CONSTRAINTS, *TEST_TOOLS)
+    for package in PACKAGES:
+        extras = "[flashinfer,quack,liger]" if package.endswith("ir-provider-cuda") else ""
+        session.install("-c", CONSTRAINTS, "-e", package + extras)
+    session.install("-c", CONSTRAINTS, *TEST_PLUGINS)
+    session.run("python", str(ROOT / "benchmarks" / "gpu_report.py"), *session.posargs)

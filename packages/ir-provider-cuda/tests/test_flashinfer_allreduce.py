@@ -168,12 +168,28 @@ def test_installed_plugins_register_the_flashinfer_impls() -> None:
 
 # -- the wrapper against a stand-in of flashinfer.comm ----------------------------------------
 
+#: FlashInfer's one-shot choice when ``use_oneshot`` is None, as released in flashinfer-python
+#: 0.6.12 and 0.7.4 (``comm/trtllm_ar.py``: ``_use_oneshot_heuristics`` and
+#: ``_should_use_oneshot``, identical in every release from 0.6.11.post3 to 0.7.4): one-shot
+#: while ``tokens * H * 2 * world_size * itemsize`` is at most this many MiB. No entry for 16.
+FLASHINFER_0_6_12_ONESHOT_MIB = {2: 512, 4: 64, 8: 42}
+
+
+def flashinfer_0_6_12_should_use_oneshot(tokens, hidden, dtype, world_size) -> bool:
+    mib = tokens * hidden * 2 * world_size * dtype.itemsize / 1024 / 1024
+    return mib <= FLASHINFER_0_6_12_ONESHOT_MIB[world_size]  # KeyError for 16 ranks
+
 
 class StandInComm:
-    """``flashinfer.comm`` as far as the wrapper uses it, with 0.6.12's parameter names (a
-    wrong keyword is a TypeError here as it would be there) and the kernel's arithmetic for
-    one rank: ``residual_out = input + residual_in`` in the input dtype, ``norm_out`` its RMSNorm
-    scaled by ``weight_bias + gamma``."""
+    """``flashinfer.comm`` as far as the wrapper uses it, mirroring flashinfer-python 0.6.12's
+    ``create_allreduce_fusion_workspace`` and ``allreduce_fusion`` (same parameters and
+    defaults; ``test_vendor_flashinfer`` compares them with the real ones) and what their
+    trtllm path does before the kernel: the 2-D input, ``output = torch.empty_like(input)``
+    when None (recorded in ``allocated``), the contiguity check (ValueError), the workspace
+    metadata check, ``_should_use_oneshot`` when ``use_oneshot`` is None (a KeyError at 16
+    ranks) and the two-shot assertion (more tokens than ranks). The kernel's arithmetic is one
+    rank's (no reduction): ``residual_out = input + residual_in`` in the input dtype,
+    ``norm_out`` its RMSNorm scaled by ``weight_bias + gamma``."""
 
     class AllReduceFusionPattern:
         kAllReduce = 0
@@ -182,6 +198,7 @@ class StandInComm:
     def __init__(self) -> None:
         self.workspaces: list[dict[str, Any]] = []
         self.calls: list[dict[str, Any]] = []
+        self.allocated: list[torch.Tensor] = []
 
     def create_allreduce_fusion_workspace(
         self,
@@ -196,8 +213,10 @@ class StandInComm:
         force_oneshot_support=False,
         group=None,
     ):
-        self.workspaces.append(dict(locals()))
-        return object()
+        arguments = dict(locals())
+        arguments.pop("self")
+        self.workspaces.append(arguments)
+        return type("Workspace", (), {"world_size": world_size, "rank": rank, **arguments})()
 
     def allreduce_fusion(
         self,
@@ -228,9 +247,28 @@ class StandInComm:
         block_quant_group_size=None,
         weight_bias=0.0,
     ):
-        self.calls.append(dict(locals()))
+        call = dict(locals())
+        call.pop("self")
         assert pattern == self.AllReduceFusionPattern.kARResidualRMSNorm
-        assert input.dim() == 2 and input.is_contiguous() and rms_gamma.dtype == input.dtype
+        tokens, hidden = input.shape
+        if output is None:
+            output = torch.empty_like(input)
+            self.allocated.append(output)
+        for name, t in (("input", input), ("output", output), ("residual_in", residual_in),
+                        ("residual_out", residual_out), ("norm_out", norm_out)):  # fmt: skip
+            if t is not None and not t.is_contiguous():
+                raise ValueError(f"{name} must be contiguous")
+        if tokens > workspace.max_token_num:
+            raise ValueError("Workspace validation failed: token_num exceeds max_token_num")
+        if use_oneshot is None:
+            use_oneshot = flashinfer_0_6_12_should_use_oneshot(
+                tokens, hidden, input.dtype, workspace.world_size
+            )
+        if not use_oneshot:
+            assert tokens > workspace.world_size, "sequence length should be larger than tp_size"
+        call["chosen_oneshot"] = use_oneshot
+        self.calls.append(call)
+        assert rms_gamma.dtype == input.dtype
         summed = (input.float() + residual_in.float()).to(input.dtype)  # one rank: no reduction
         residual_out.copy_(summed)
         r = summed.float()
@@ -289,6 +327,102 @@ def test_plain_norm_runs_the_residual_pattern_with_a_zero_residual(one_rank_stan
     assert call["input"].shape == (6, 64) and not call["residual_in"].any()
     assert call["weight_bias"] == 1.0 and call["rms_eps"] == EPS
     assert out.shape == reduced.shape == x.shape and torch.equal(reduced, x)
+
+
+@pytest.mark.parametrize("world", [2, 4, 8])
+def test_oneshot_choice_is_flashinfers_where_it_has_one(world: int) -> None:
+    """For 2, 4 and 8 ranks the wrapper chooses as FlashInfer 0.6.12/0.7.4 would (the same
+    test runs against the installed FlashInfer's own function in test_vendor_flashinfer)."""
+    for dtype in (FP16, BF16):
+        for hidden in (1024, 4096, 8192, 16384, 65536):
+            for tokens in (1, 2, 4, 8, 16, 17, 64, 128, 512, 2048):
+                expected = flashinfer_0_6_12_should_use_oneshot(tokens, hidden, dtype, world)
+                assert fa.use_oneshot(tokens, hidden, dtype, world) is expected
+
+
+@pytest.mark.parametrize("tokens", [1, 4, 16])
+def test_oneshot_up_to_as_many_tokens_as_ranks(tokens: int) -> None:
+    """Two-shot asserts more tokens than ranks, so those calls must be one-shot, at every rank
+    count (FlashInfer's own choice raises KeyError at 16)."""
+    for world in fa.WORLD_SIZES:
+        assert fa.use_oneshot(min(tokens, world), 65536, BF16, world) is True
+    with pytest.raises(KeyError):
+        flashinfer_0_6_12_should_use_oneshot(tokens, 4096, BF16, 16)
+
+
+@pytest.fixture
+def stand_in_ranks(monkeypatch: pytest.MonkeyPatch):
+    """The stand-in where flashinfer.comm would be, and a group of ``n`` ranks."""
+    from cpu_vendor_kernels import FakeGroup
+
+    comm = StandInComm()
+    monkeypatch.setattr(fa, "COMM", kit.LazyVendor(fa.PROVIDER, lambda: (comm, "")))
+    monkeypatch.setattr(fa, "_workspaces", {})
+
+    def world(n: int) -> StandInComm:
+        group = FakeGroup(n)
+        monkeypatch.setattr(fa, "process_group", lambda name: group)
+        return comm
+
+    return world
+
+
+@pytest.mark.parametrize("tokens", [1, 4, 16, 17, 512])
+def test_sixteen_ranks_get_an_explicit_choice(stand_in_ranks, tokens: int) -> None:
+    """Left to FlashInfer (``use_oneshot=None``), every call at 16 ranks is a KeyError."""
+    comm = stand_in_ranks(16)
+    x, r = torch.randn(tokens, H, dtype=BF16), torch.randn(tokens, H, dtype=BF16)
+    w = torch.randn(H, dtype=BF16)
+    assert fa.all_reduce_fused_add_rms_norm_supports(x, r, "tp", w, EPS)
+    fa.all_reduce_fused_add_rms_norm(x, r, "tp", w, EPS)
+    (call,) = comm.calls
+    assert call["use_oneshot"] is fa.use_oneshot(tokens, H, BF16, 16)
+    if tokens <= 16:
+        assert call["use_oneshot"] is True
+
+
+@pytest.mark.parametrize("tokens", [1, 8])
+def test_plain_op_at_as_many_tokens_as_ranks(stand_in_ranks, tokens: int) -> None:
+    comm = stand_in_ranks(8)
+    fa.all_reduce_rms_norm(
+        torch.randn(tokens, H, dtype=BF16), "tp", torch.randn(H, dtype=BF16), EPS
+    )
+    assert comm.calls[-1]["use_oneshot"] is True
+
+
+def test_no_per_call_output_or_zero_residual(stand_in_ranks) -> None:
+    """``output`` is the residual_out buffer (FlashInfer would allocate one per call; this
+    pattern never writes it), and the plain op's zero residual is one buffer, reused."""
+    comm = stand_in_ranks(8)
+    w = torch.randn(H, dtype=BF16)
+    for tokens in (3, 40):
+        _, reduced = fa.all_reduce_rms_norm(torch.randn(tokens, H, dtype=BF16), "tp", w, EPS)
+        call = comm.calls[-1]
+        assert call["output"].data_ptr() == call["residual_out"].data_ptr() == reduced.data_ptr()
+    assert comm.allocated == []
+    first, second = (call["residual_in"] for call in comm.calls)
+    assert first.data_ptr() == second.data_ptr() and not second.any()
+    assert len(comm.workspaces) == 1
+
+
+@pytest.mark.parametrize(
+    ("hidden", "world", "reason"),
+    [
+        (4096, 16, None),
+        (65536, 8, None),  # 8192 threads per token: a cluster of 8 blocks of 1024
+        (12288, 8, None),  # 1536 threads: 8 x 192
+        (64, 8, None),  # 8 threads, merged into one block of 8: one per rank
+        (64, 16, "fewer than 16 ranks"),  # two-shot needs a thread per rank
+        (12296, 8, "1537 threads"),  # an odd thread count: no cluster, one block > 1024
+        (65544, 2, "8193 threads"),
+    ],
+)
+def test_launch_limits(ranks, hidden: int, world: int, reason: str | None) -> None:
+    """Hidden sizes FlashInfer's launcher (trtllm_allreduce_fusion.cuh, 0.6.12 and 0.7.4)
+    cannot launch on sm_90+: a block over 1024 threads, or fewer threads than ranks."""
+    ranks(world)
+    got = fa.unsupported_reason(_x(8, hidden), "tp", _x(hidden), 0.0, None)
+    assert got is None if reason is None else reason in got, got
 
 
 # -- kernels on GPUs ---------------------------------------------------------------------------

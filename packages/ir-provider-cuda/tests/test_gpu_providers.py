@@ -1,4 +1,4 @@
-"""The ``flashinfer`` and ``torch_fused`` providers.
+"""The ``flashinfer``, ``torch_fused``, ``quack`` and ``liger`` providers on a GPU.
 
 Their ``supports_args`` read only metadata, so what they accept is checked everywhere; their
 kernels need a CUDA device, so those tests are marked ``gpu`` and skipped (with the reason)
@@ -15,7 +15,14 @@ import torch
 import ir_core
 from ir_core import Sample
 from ir_core.testing import assert_matches_native
-from ir_provider_cuda import flashinfer_norm, torch_fused_norm
+from ir_provider_cuda import (
+    flashinfer_activation,
+    flashinfer_norm,
+    flashinfer_rotary,
+    liger_norm,
+    quack_norm,
+    torch_fused_norm,
+)
 
 EPS = 1e-6
 H = 4096
@@ -150,6 +157,45 @@ def test_torch_fused_matches_native(dtype: torch.dtype) -> None:
     _require_available(torch_fused_norm)
     assert _run_samples(
         "rms_norm", torch_fused_norm.rms_norm, torch_fused_norm.rms_norm_supports, dtype
+    )
+
+
+#: (module, ops) of every vendor wrapper whose kernels need a GPU.
+VENDOR_IMPLS = [
+    (
+        flashinfer_norm,
+        ("rms_norm_fp8_quant_static", "fused_add_rms_norm_fp8_quant_static"),
+    ),
+    (flashinfer_activation, ("silu_and_mul", "gelu_and_mul")),
+    (flashinfer_rotary, ("rotary_embedding",)),
+    (quack_norm, ("rms_norm", "fused_add_rms_norm")),
+    (liger_norm, ("rms_norm",)),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(
+    ("module", "op_name"),
+    [(module, op) for module, ops in VENDOR_IMPLS for op in ops],
+    ids=[f"{module.PROVIDER}-{op}" for module, ops in VENDOR_IMPLS for op in ops],
+)
+def test_vendor_kernels_match_native(module: Any, op_name: str, dtype: torch.dtype) -> None:
+    """Every catalogue sample the wrapper accepts, through the vendor's real kernel."""
+    _require_available(module)
+    fn, supports = getattr(module, op_name), getattr(module, f"{op_name}_supports")
+    ran = _run_samples(op_name, fn, supports, dtype)
+    if dtype in (torch.float16, torch.bfloat16):
+        assert ran, f"{module.PROVIDER} accepted no {dtype} sample of {op_name}"
+
+
+@pytest.mark.gpu
+def test_quack_gemma_fp32_weight_on_bf16() -> None:
+    _require_available(quack_norm)
+    x = torch.randn(5, 4096, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(4096, device="cuda") * 0.1
+    assert_matches_native(
+        "rms_norm", quack_norm.rms_norm, Sample((x, w, EPS), {"weight_bias": 1.0})
     )
 
 

@@ -17,7 +17,7 @@ from ir_provider_cuda import flashinfer_norm, plugin, torch_fused_norm, triton_n
 
 HAS_CUDA = torch.cuda.is_available()
 EPS = 1e-6
-PROVIDERS = {"triton", "flashinfer", "torch_fused"}
+PROVIDERS = {"triton", "flashinfer", "torch_fused", "quack", "liger"}
 CATALOGUE_II = ("silu_and_mul", "gelu_and_mul", "rotary_embedding", "gated_rms_norm")
 
 
@@ -47,9 +47,14 @@ def test_registered_impls() -> None:
     _record()
     expected = {
         "rms_norm": PROVIDERS,
-        "fused_add_rms_norm": {"triton", "flashinfer"},
+        "fused_add_rms_norm": {"triton", "flashinfer", "quack"},
         "dual_rms_norm": {"triton"},
-        **{op: {"triton"} for op in CATALOGUE_II},
+        "silu_and_mul": {"triton", "flashinfer"},
+        "gelu_and_mul": {"triton", "flashinfer"},
+        "rotary_embedding": {"triton", "flashinfer"},
+        "gated_rms_norm": {"triton"},
+        "rms_norm_fp8_quant_static": {"triton", "flashinfer"},
+        "fused_add_rms_norm_fp8_quant_static": {"triton", "flashinfer"},
     }
     for op_name, providers in expected.items():
         impls = ir_core.get_op(op_name).impls
@@ -62,11 +67,13 @@ def test_registered_impls() -> None:
 
 
 def test_importing_the_plugin_imports_no_kernel_library() -> None:
-    """Discovery must stay cheap and a broken Triton or FlashInfer must not quarantine the
-    whole plugin: both are imported by the availability checks, not by the plugin module."""
+    """Discovery must stay cheap and a broken Triton, FlashInfer, quack or liger must not
+    quarantine the whole plugin: they are imported by the availability checks, not by the
+    plugin module."""
     code = (
         "import sys, ir_provider_cuda.plugin; "
-        "print(sorted(m for m in ('triton', 'flashinfer') if m in sys.modules))"
+        "print(sorted(m for m in ('triton', 'flashinfer', 'quack', 'liger_kernel') "
+        "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -114,6 +121,14 @@ def test_unavailable_reasons_without_a_gpu() -> None:
     ok, reason = ir_core.get_op("rms_norm").impls["torch_fused"].status()
     assert not ok and "no CUDA device" in reason
     assert torch_fused_norm.available() == (ok, reason)
+    for provider, package, module in (
+        ("quack", "quack-kernels", "quack"),
+        ("liger", "liger-kernel", "liger_kernel"),
+    ):
+        ok, reason = ir_core.get_op("rms_norm").impls[provider].status()
+        assert not ok and ("no CUDA device" in reason or "no CUDA/ROCm device" in reason)
+        if importlib.util.find_spec(module) is None:
+            assert f"{package} not installed (pip install 'ir-provider-cuda[{provider}]')" in reason
 
 
 def test_flashinfer_names_every_missing_condition(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,12 +168,21 @@ def test_platform_priority() -> None:
     quant = {op.name for op in ir_core.registry.ops() if "fp8_quant" in op.name}
     assert len(quant) == 9
     assert set(cuda) == {"rms_norm", "fused_add_rms_norm", "dual_rms_norm", *CATALOGUE_II, *quant}
-    assert all(cuda[op] == ["triton"] for op in quant)
+    assert all("triton" in cuda[op] for op in (*CATALOGUE_II, *quant))
     for op_name, order in cuda.items():
         assert len(order) == len(set(order)), op_name
         assert set(order) <= set(ir_core.get_op(op_name).impls), f"{op_name}: {order}"
+    # every impl registered for cuda is in the cuda order of its op
+    for op_name in cuda:
+        registered = {
+            p
+            for p, impl in ir_core.get_op(op_name).impls.items()
+            if p in PROVIDERS and "cuda" in (impl.device_types or ())
+        }
+        assert registered <= set(cuda[op_name]), op_name
     rocm = plugin.platform_priority("rocm")
-    assert rocm == {op: ["triton"] for op in cuda}
+    assert all(order == ["triton"] for order in rocm.values())
+    assert set(rocm) == {op for op, order in cuda.items() if "triton" in order}
     assert plugin.platform_priority("cpu") is None
     assert plugin.platform_priority("xpu") is None
 

@@ -19,12 +19,25 @@ wheel; ``weight_bias`` is what 0.6.12 added, for Gemma/Qwen3.5's ``1 + weight``)
   ``residual_out = all_reduce(input) + residual_in``, ``norm_out = rms_norm(residual_out)``
   scaled by ``weight_bias + rms_gamma``.
 
-Facts from the 0.6.12 kernels (``trtllm_allreduce_fusion.cuh``) that shape ``supports_args``:
-the TRT-LLM kernels are instantiated for 2, 4, 8 and 16 ranks; ``rms_gamma`` is read in the
-input's dtype; ``hidden_dim`` must be a multiple of the 16-byte vector (8 fp16/bf16 elements);
-input and outputs are flattened with ``view(-1)`` and must be contiguous; the norm is taken of
-``residual_out`` rounded to the input dtype (native normalizes the fp32 sum in the fused add
-case: at most one ulp apart, within tolerance).
+Facts from the 0.6.12 and 0.7.4 releases (``comm/trtllm_ar.py``, ``comm/allreduce.py``,
+``trtllm_allreduce_fusion.cuh``; the same in both) that shape this wrapper:
+
+- The kernels are instantiated for 2, 4, 8 and 16 ranks; ``rms_gamma`` is read in the input's
+  dtype (not checked); ``hidden_dim`` must be a multiple of the 16-byte vector (8 fp16/bf16
+  elements); input and outputs are flattened with ``view(-1)`` and must be contiguous, and
+  their starts 16-byte aligned (not checked: a fault); the norm is taken of ``residual_out``
+  rounded to the input dtype (native normalizes the fp32 sum: at most one ulp apart, within
+  tolerance).
+- Launch (sm_90+): ``H / 8`` threads per token, split over a cluster of up to 8 blocks; a block
+  must not exceed 1024 threads, and the two-shot kernel needs one thread per rank at least
+  (:func:`block_threads`).
+- ``use_oneshot=None`` makes FlashInfer choose from ``_use_oneshot_heuristics[world_size]``, a
+  table of 2, 4 and 8 ranks only: a KeyError on every rank of a 16-rank group. The two-shot
+  kernel asserts more tokens than ranks. So this wrapper always passes the choice
+  (:func:`use_oneshot`).
+- ``output=None`` allocates ``torch.empty_like(input)`` on every call, although the residual
+  pattern never writes it; ``residual_out``'s buffer is passed as ``output`` instead. The plain
+  op's zero residual is one buffer per workspace, sliced per call (the kernel only reads it).
 
 ``all_reduce_rms_norm`` has no FlashInfer pattern of its own; as vLLM does, it runs the residual
 pattern with a zero residual, so ``residual_out`` is the reduced tensor the op also returns.
@@ -38,15 +51,17 @@ eager step first, as engines do for warm-up.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import torch
 
 from ir_core import kit
-from ir_core.kit import has_unit_last_stride, known, row_layout
+from ir_core.kit import known
 
-from . import flashinfer_norm
+from . import flashinfer_lib
+from .vendor_layout import aligned, dense_rows
 
 PROVIDER = "flashinfer"
 OPS = ("all_reduce_rms_norm", "all_reduce_fused_add_rms_norm")
@@ -63,13 +78,32 @@ MIN_CAPABILITY = (9, 0)
 #: element size, per buffer.
 MAX_TOKENS = 2048
 _VECTOR_BYTES = 16
+#: Threads of one block of the fusion kernels, at most.
+_MAX_BLOCK_THREADS = 1024
+#: One-shot up to this many MiB of ``tokens * H * 2 * world_size * element size``: FlashInfer's
+#: own thresholds for 2, 4 and 8 ranks (measured by FlashInfer on B200; the same in every
+#: release from 0.6.11.post3 to 0.7.4). FlashInfer has none for 16 ranks; there the 8-rank
+#: threshold applies (unmeasured: one-shot traffic per rank grows with the rank count, so the
+#: 16-rank threshold is not larger than this).
+ONESHOT_MAX_MIB = {2: 512, 4: 64, 8: 42}
 
 #: The order proposed for NVIDIA GPUs. Not yet merged into the plugin's ``platform_priority``
 #: (its owner decides, from measurements); until then select it with ``IR_CORE_OP_PRIORITY=
 #: "all_reduce_rms_norm=flashinfer;all_reduce_fused_add_rms_norm=flashinfer"``.
 CUDA_PRIORITY = {op: [PROVIDER] for op in OPS}
 
-_workspaces: dict[tuple[str, torch.dtype, int, int], Any] = {}
+
+@dataclass
+class _Workspace:
+    """FlashInfer's workspace of one (group, dtype, hidden size, device), and the zero residual
+    of the plain op (created on its first call)."""
+
+    handle: Any
+    world_size: int
+    zeros: torch.Tensor | None = None
+
+
+_workspaces: dict[tuple[str, torch.dtype, int, int], _Workspace] = {}
 
 
 def _import_comm() -> tuple[ModuleType | None, str]:
@@ -105,7 +139,7 @@ def available() -> tuple[bool, str]:
     one rank makes the provider unavailable ("world size 1"); each call's own group is checked
     again by ``supports_args``.
     """
-    reasons = flashinfer_norm.environment_problems(MIN_CAPABILITY, "the allreduce fusion")
+    reasons = flashinfer_lib.environment_problems(MIN_CAPABILITY, "the allreduce fusion")
     dist = torch.distributed
     if not dist.is_available():
         reasons.append("torch.distributed is not built into this torch")
@@ -121,25 +155,48 @@ def available() -> tuple[bool, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def group_size(group_name: str) -> int | None:
-    """Ranks in the process group called ``group_name``; None when there is no such group."""
+def process_group(group_name: str) -> Any | None:
+    """The initialized process group called ``group_name``, or None."""
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()):
         return None
     try:
-        return dist.distributed_c10d._resolve_process_group(group_name).size()
+        return dist.distributed_c10d._resolve_process_group(group_name)
     except Exception:  # an unknown name: not ours to reduce over
         return None
 
 
-def _dense_rows(t: torch.Tensor) -> bool:
-    """``t`` (..., H) views as a contiguous (N, H) matrix, decided without adding guards."""
-    if not has_unit_last_stride(t):
-        return False
-    layout = row_layout(t)
-    if layout is None or not layout.single_level:
-        return False
-    return layout.levels == 0 or known(layout.stride_inner == t.shape[-1])
+def group_size(group_name: str) -> int | None:
+    """Ranks in the process group called ``group_name``; None when there is no such group."""
+    group = process_group(group_name)
+    return None if group is None else group.size()
+
+
+def block_threads(hidden: int, element_size: int) -> int:
+    """Threads per block FlashInfer's launcher gives a token of ``hidden`` elements on sm_90+.
+
+    A token takes ``hidden / vector`` threads, split over the largest cluster (8, 4, 2 or 1
+    blocks) that divides them evenly, merged back while a block has fewer than 128 threads.
+    """
+    per_token = hidden // (_VECTOR_BYTES // element_size)
+    cluster = 8
+    while per_token % cluster:
+        cluster //= 2
+    block = per_token // cluster
+    while block < 128 and cluster >= 2:
+        block, cluster = block * 2, cluster // 2
+    return block
+
+
+def use_oneshot(tokens: int, hidden: int, dtype: torch.dtype, world_size: int) -> bool:
+    """The one-shot (True) or two-shot kernel for this call, as FlashInfer would choose where
+    it can (:data:`ONESHOT_MAX_MIB`), and one-shot whenever two-shot cannot run (it needs more
+    tokens than ranks). Within this wrapper's limits (H <= 64K, MAX_TOKENS) the one-shot
+    buffers never exceed FlashInfer's MAX_COMM_SIZE, so FlashInfer keeps this choice."""
+    if tokens <= world_size:
+        return True
+    threshold = ONESHOT_MAX_MIB.get(world_size, ONESHOT_MAX_MIB[8])
+    return tokens * hidden * 2 * world_size * dtype.itemsize / (1 << 20) <= threshold
 
 
 def unsupported_reason(
@@ -152,7 +209,7 @@ def unsupported_reason(
 ) -> str | None:
     """Why FlashInfer's kernel cannot run these arguments, or None when it can.
 
-    Reads only metadata and the group's size; works on FakeTensors and symbolic shapes.
+    Reads only metadata and the group's size; works on FakeTensors and symbolic token counts.
     """
     hidden = x.shape[-1]
     if x.dtype not in SUPPORTED_DTYPES:
@@ -163,17 +220,19 @@ def unsupported_reason(
         return "weight is not contiguous"
     if variance_size is not None and not known(variance_size == hidden):
         return "variance_size other than H"
-    if not known(hidden % (_VECTOR_BYTES // x.element_size()) == 0):
+    if not isinstance(hidden, int):
+        return "a symbolic hidden size (the kernel's launch shape depends on it)"
+    if hidden % (_VECTOR_BYTES // x.element_size()):
         return f"hidden size {hidden} is not a multiple of the 16-byte vector"
-    if not _dense_rows(x):
+    if not dense_rows(x):
         return "x does not view as a contiguous (N, H) matrix"
     if residual is not None and (
         residual.dtype != x.dtype or tuple(residual.shape) != tuple(x.shape)
     ):
         return "residual of another dtype or shape than x"
-    if residual is not None and not _dense_rows(residual):
+    if residual is not None and not dense_rows(residual):
         return "residual does not view as a contiguous (N, H) matrix"
-    rows = x.numel() // hidden if known(hidden != 0) else None
+    rows = x.numel() // hidden if hidden != 0 else None
     if rows is None or not known(rows <= MAX_TOKENS):
         return f"more than {MAX_TOKENS} tokens (or a token count not known to fit)"
     size = group_size(group_name)
@@ -181,6 +240,11 @@ def unsupported_reason(
         return f"no initialized process group named {group_name!r}"
     if size not in WORLD_SIZES:
         return f"world size {size}: the kernels exist for {WORLD_SIZES} ranks"
+    block = block_threads(hidden, x.element_size())
+    if block > _MAX_BLOCK_THREADS:
+        return f"hidden size {hidden}: a block of {block} threads (the kernels launch <= 1024)"
+    if block < size:
+        return f"hidden size {hidden}: {block} threads per block, fewer than {size} ranks"
     return None
 
 
@@ -214,13 +278,16 @@ def all_reduce_fused_add_rms_norm_supports(
 # --------------------------------------------------------------------------------------------
 
 
-def _workspace(group_name: str, hidden: int, dtype: torch.dtype, device: torch.device) -> Any:
+def _workspace(
+    group_name: str, hidden: int, dtype: torch.dtype, device: torch.device
+) -> _Workspace:
     """The workspace of this group, dtype, hidden size and device; created (collectively) once."""
     key = (group_name, dtype, hidden, device.index if device.index is not None else -1)
     workspace = _workspaces.get(key)
     if workspace is None:
-        group = torch.distributed.distributed_c10d._resolve_process_group(group_name)
-        workspace = COMM.require().create_allreduce_fusion_workspace(
+        group = process_group(group_name)
+        assert group is not None  # supports_args
+        handle = COMM.require().create_allreduce_fusion_workspace(
             backend="trtllm",  # single-node NVLink, up to 16 ranks: what the sizes above assume
             world_size=group.size(),
             rank=group.rank(),
@@ -229,40 +296,48 @@ def _workspace(group_name: str, hidden: int, dtype: torch.dtype, device: torch.d
             dtype=dtype,
             group=group,
         )
-        _workspaces[key] = workspace
+        workspace = _workspaces[key] = _Workspace(handle, group.size())
     return workspace
-
-
-def _aligned(t: torch.Tensor) -> torch.Tensor:
-    """``t``, or a copy of it when its start is not 16-byte aligned (FlashInfer's vector loads)."""
-    return t if t.data_ptr() % _VECTOR_BYTES == 0 else t.clone()
 
 
 def _run(
     x: torch.Tensor,
-    residual: torch.Tensor,
+    residual: torch.Tensor | None,
     group_name: str,
     weight: torch.Tensor,
     epsilon: float,
     weight_bias: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``kARResidualRMSNorm`` into fresh outputs: (norm of x reduced + residual, that sum)."""
+    """``kARResidualRMSNorm`` into fresh outputs: (norm of x reduced + residual, that sum);
+    ``residual`` None: a zero residual (the plain op)."""
     hidden = x.shape[-1]
     out, residual_out = kit.empty_output(x), kit.empty_output(x)
     if x.numel() == 0:  # every rank has the same shape, so every rank skips together
         return out, residual_out
     comm = COMM.require()
+    workspace = _workspace(group_name, hidden, x.dtype, x.device)
+    rows = x.reshape(-1, hidden)
+    tokens = rows.shape[0]
+    if residual is None:
+        if workspace.zeros is None:
+            workspace.zeros = torch.zeros((MAX_TOKENS, hidden), dtype=x.dtype, device=x.device)
+        residual_in = workspace.zeros[:tokens]
+    else:
+        residual_in = aligned(residual.reshape(-1, hidden))
+    residual_rows = residual_out.view(-1, hidden)
     comm.allreduce_fusion(
-        input=_aligned(x.reshape(-1, hidden)),
-        workspace=_workspace(group_name, hidden, x.dtype, x.device),
+        input=aligned(rows),
+        workspace=workspace.handle,
         pattern=comm.AllReduceFusionPattern.kARResidualRMSNorm,
         launch_with_pdl=False,
         trigger_completion_at_end=True,
-        residual_out=residual_out.view(-1, hidden),
+        output=residual_rows,  # never written by this pattern; FlashInfer would allocate one
+        residual_out=residual_rows,
         norm_out=out.view(-1, hidden),
-        residual_in=_aligned(residual.reshape(-1, hidden)),
-        rms_gamma=_aligned(weight),
+        residual_in=residual_in,
+        rms_gamma=aligned(weight),
         rms_eps=float(epsilon),
+        use_oneshot=use_oneshot(tokens, hidden, x.dtype, workspace.world_size),
         fp32_acc=True,  # sum the ranks in fp32, round once
         weight_bias=float(weight_bias),
     )
@@ -283,7 +358,7 @@ def all_reduce_rms_norm(
     :func:`all_reduce_rms_norm_supports` allows. Nothing is written to the inputs.
     """
     assert weight is not None  # supports_args
-    return _run(x, torch.zeros_like(x), group_name, weight, epsilon, weight_bias)
+    return _run(x, None, group_name, weight, epsilon, weight_bias)
 
 
 def all_reduce_fused_add_rms_norm(
