@@ -90,12 +90,14 @@ def rms_norm_route(api: AiterApi, hidden: int, weight_bias: float) -> Route | No
 
 def fused_add_route(api: AiterApi, hidden: int, weight_bias: float) -> Route | None:
     """Which AITER function serves ``fused_add_rms_norm`` of rows of ``hidden``, or None."""
+    if weight_bias == 1.0 and not api.gemma_fused_add:
+        return None  # no gemma_norm before 0.1.17
     if api.opus:
         if api.runs(MODULE_HIP_NORM):
             return "rmsnorm2d_fwd_with_add", _hip_or(api, hidden, MODULE_NORM)
         return "rmsnorm2d_fwd_with_add_opus", (MODULE_NORM,)
-    if weight_bias == 1.0 and not (api.gemma_fused_add and hidden <= HIP_MAX_HIDDEN):
-        return None  # no gemma_norm yet, or the CK path above 8192 drops it
+    if weight_bias == 1.0 and hidden > HIP_MAX_HIDDEN:
+        return None  # 0.1.17: the CK path above 8192 drops gemma_norm
     return "rmsnorm2d_fwd_with_add", _hip_or(api, hidden, MODULE_NORM)
 
 
