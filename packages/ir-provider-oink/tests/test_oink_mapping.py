@@ -1,4 +1,5 @@
-"""What ``torch.ops.oink`` receives, with ``RecordingOink`` in its place (runs anywhere)."""
+"""What Oink receives, with ``RecordingOink`` in its place (runs anywhere), and proof that
+every admitted input takes Oink's kernel path, never its silent PyTorch fallback."""
 
 from __future__ import annotations
 
@@ -13,40 +14,94 @@ from ir_core.testing import assert_matches_native
 from ir_provider_oink import oink_norm
 
 EPS = 1e-6
+BF16 = torch.bfloat16
 
 
-def _norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
-    xf = x.float()
-    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * w.float()).to(x.dtype)
+def can_use_ptr_path(x, weight, residual) -> bool:
+    """What ``_can_use_ptr_path(x, weight, None, residual)`` decides in KernelAgent-Oink
+    (``oink/src/kernelagent_oink/blackwell/_rmsnorm_impl.py``, commit a3001c70)."""
+    if x.stride(1) != 1:
+        return False
+    if residual is not None and residual.dtype != x.dtype:
+        return False
+    if weight is not None and weight.dtype != x.dtype:
+        if weight.dtype is not torch.float32 or x.dtype not in (torch.float16, torch.bfloat16):
+            return False
+    if x.stride(0) % (256 // (x.element_size() * 8)) != 0 or x.data_ptr() % 16 != 0:
+        return False
+    if residual is not None and (
+        residual.stride(1) != 1 or residual.stride(0) != x.stride(0) or residual.data_ptr() % 16
+    ):
+        return False
+    if weight is not None:
+        if not weight.is_contiguous():
+            return False
+        if weight.data_ptr() % (32 if weight.dtype is torch.float32 else 16) != 0:
+            return False
+    return True
+
+
+def _reference(x, w, residual, eps):
+    xf = x.float() if residual is None else x.float() + residual.float()
+    y = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps)
+    return (y * w.float()).to(x.dtype)
 
 
 @dataclass
 class RecordingOink:
-    """Stands in for ``torch.ops.oink``: records each call and does what the op does --
-    ``rmsnorm`` returns a new tensor with x's 2-D strides, ``fused_add_rms_norm`` works in
-    place and returns None -- and checks the preconditions Oink asserts."""
+    """Stands in for Oink: ``rmsnorm`` is ``torch.ops.oink.rmsnorm`` (asserting what it asserts),
+    ``fused_add_rmsnorm_forward`` the Python function; both go through ``rmsnorm_forward``,
+    which records whether the kernel ("ptr") or the silent reference ("fallback") would run."""
 
     calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+    def rmsnorm_forward(self, x, weight, residual, eps):
+        assert x.dim() == 2, "Use (M, N) tensor; flatten batch/seq beforehand."
+        self.paths.append("ptr" if can_use_ptr_path(x, weight, residual) else "fallback")
+        y = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype).copy_(
+            _reference(x, weight, residual, eps)
+        )
+        if residual is None:
+            return y, None, None
+        z = torch.empty_strided(residual.shape, residual.stride(), dtype=residual.dtype)
+        return y, None, z.copy_(x.float() + residual.float())
 
     def rmsnorm(self, x, weight, eps):
-        assert x.dim() == 2 and weight.dim() == 1, "oink::rmsnorm expects a 2D view"
+        assert x.dim() == 2, "oink::rmsnorm expects a 2D [M, N] tensor view"
+        assert weight.dim() == 1, "weight must be 1D [N]"
         self.calls.append(("rmsnorm", (x, weight, eps)))
-        out = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype)
-        return out.copy_(_norm(x, weight, eps))
+        return self.rmsnorm_forward(x, weight, None, eps)[0]
 
-    def fused_add_rms_norm(self, x, residual, weight, eps):
+    def fused_add_rmsnorm_forward(self, x, residual, weight, eps=1e-6):
         assert x.shape == residual.shape and x.dtype == residual.dtype
-        self.calls.append(("fused_add_rms_norm", (x, residual, weight, eps)))
-        residual.copy_(x.float() + residual.float())
-        x.copy_(_norm(residual, weight, eps))
+        self.calls.append(("fused_add_rmsnorm_forward", (x, residual, weight, eps)))
+        n = x.shape[-1]
+        y, _, z = self.rmsnorm_forward(x.view(-1, n), weight, residual.view(-1, n), eps)
+        return y.view(x.shape), z.view(x.shape)
 
 
-def _t(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+def _t(*shape: int, dtype: torch.dtype = BF16) -> torch.Tensor:
     return torch.randn(shape).to(dtype)
+
+
+def _e(*shape: int, dtype: torch.dtype = BF16) -> torch.Tensor:
+    return torch.empty(shape, dtype=dtype)
+
+
+def _offset(shape: tuple[int, ...], elements: int, dtype: torch.dtype = BF16) -> torch.Tensor:
+    """A tensor starting ``elements`` into its storage (a misaligned start for small counts)."""
+    n = 1
+    for s in shape:
+        n *= s
+    return torch.randn(n + elements).to(dtype)[elements:].view(shape)
 
 
 def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+# -- mapping ---------------------------------------------------------------------------------
 
 
 def test_rms_norm_passes_a_2d_view_without_copying() -> None:
@@ -54,7 +109,7 @@ def test_rms_norm_passes_a_2d_view_without_copying() -> None:
     x, w = _t(2, 3, 64), _t(64)
     out = oink_norm.call_rms_norm(rec, x, w, EPS)
     ((name, (x2d, weight, eps)),) = rec.calls
-    assert name == "rmsnorm" and weight is w and eps == EPS
+    assert name == "rmsnorm" and weight is w and eps == EPS and rec.paths == ["ptr"]
     assert x2d.shape == (6, 64) and x2d.data_ptr() == x.data_ptr()
     assert out.shape == x.shape and not _same_memory(out, x)
     torch.testing.assert_close(out, ir_core.get_op("rms_norm").native(x, w, EPS))
@@ -62,23 +117,25 @@ def test_rms_norm_passes_a_2d_view_without_copying() -> None:
 
 def test_rms_norm_keeps_padded_rows() -> None:
     rec = RecordingOink()
-    buffer = _t(4, 96)
-    x = buffer[:, :64]  # MLA-style padded rows: stride (96, 1)
+    x = _t(4, 96)[:, :64]  # MLA-style padded rows: stride (96, 1)
     out = oink_norm.call_rms_norm(rec, x, _t(64), EPS)
     (x2d,) = [args[0] for _, args in rec.calls]
     assert x2d.stride() == (96, 1) and x2d.data_ptr() == x.data_ptr()
     assert out.stride() == (96, 1)
 
 
-def test_fused_add_works_in_place_on_owned_copies() -> None:
+def test_fused_add_is_out_of_place_without_copies() -> None:
     rec = RecordingOink()
     x, r, w = _t(2, 3, 64), _t(2, 3, 64), _t(64)
     x0, r0 = x.clone(), r.clone()
-    out, residual_out = oink_norm.call_fused_add_rms_norm(rec, x, r, w, EPS)
+    out, residual_out = oink_norm.call_fused_add_rms_norm(
+        rec.fused_add_rmsnorm_forward, x, r, w, EPS
+    )
     ((name, (xx, rr, weight, eps)),) = rec.calls
-    assert name == "fused_add_rms_norm" and weight is w and eps == EPS
-    assert _same_memory(xx, out) and _same_memory(rr, residual_out)
-    assert xx.shape == (6, 64) and xx.is_contiguous() and rr.is_contiguous()
+    assert name == "fused_add_rmsnorm_forward" and weight is w and eps == EPS
+    assert xx.data_ptr() == x.data_ptr() and rr.data_ptr() == r.data_ptr()  # views, no copies
+    assert rec.paths == ["ptr"]
+    assert not any(_same_memory(o, i) for o in (out, residual_out) for i in (x, r))
     assert torch.equal(x, x0) and torch.equal(r, r0)
     native = ir_core.get_op("fused_add_rms_norm").native(x, r, w, EPS)
     torch.testing.assert_close(out, native[0])
@@ -88,17 +145,28 @@ def test_fused_add_works_in_place_on_owned_copies() -> None:
 def test_zero_tokens_never_reach_oink() -> None:
     rec = RecordingOink()
     assert oink_norm.call_rms_norm(rec, _t(0, 64), _t(64), EPS).shape == (0, 64)
-    out = oink_norm.call_fused_add_rms_norm(rec, _t(0, 64), _t(0, 64), _t(64), EPS)
+    out = oink_norm.call_fused_add_rms_norm(
+        rec.fused_add_rmsnorm_forward, _t(0, 64), _t(0, 64), _t(64), EPS
+    )
     assert out[1].shape == (0, 64) and rec.calls == []
 
 
+def test_a_misaligned_storage_base_is_copied_not_sent_to_the_fallback() -> None:
+    """Memory from another library can start anywhere; supports_args sees offset 0."""
+    rec = RecordingOink()
+    raw = bytearray(2 * (4 * 64 + 8))
+    x = torch.frombuffer(raw, dtype=BF16, offset=2, count=4 * 64).view(4, 64).copy_(_t(4, 64))
+    w = _t(64)
+    assert x.data_ptr() % 16 and oink_norm.rms_norm_supports(x, w, EPS)
+    out = oink_norm.call_rms_norm(rec, x, w, EPS)
+    assert rec.paths == ["ptr"]
+    torch.testing.assert_close(out, ir_core.get_op("rms_norm").native(x, w, EPS))
+
+
+# -- supports_args ---------------------------------------------------------------------------
+
 H = 4096
-W = torch.empty(H, dtype=torch.bfloat16)
-
-
-def _e(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
-    return torch.empty(shape, dtype=dtype)
-
+W = _e(H)
 
 RMS_CASES = [
     ("bf16 contiguous", (_e(8, H), W), {}, True),
@@ -112,7 +180,16 @@ RMS_CASES = [
     ("H=127: row stride 127", (_e(8, 127), _e(127)), {}, False),
     ("leading dims not mergeable", (_e(4, 2, H).transpose(0, 1), W), {}, False),
     ("non-unit last stride", (_e(H, 8).t(), W), {}, False),
+    ("x starts 2 bytes into its storage", (_offset((8, H), 1), W), {}, False),
+    ("x starts 16 bytes into its storage", (_offset((8, H), 8), W), {}, True),
+    ("weight starts 2 bytes in", (_e(8, H), _offset((H,), 1)), {}, False),
+    ("fp32 weight with bf16 x", (_e(8, H), _e(H, dtype=torch.float32)), {}, True),
+    ("fp32 weight 16 but not 32 bytes in", (_e(8, H), _offset((H,), 4, torch.float32)), {},
+     False),
+    ("fp32 weight with fp32 x 16 bytes in",
+     (_e(8, H, dtype=torch.float32), _offset((H,), 4, torch.float32)), {}, False),
     ("fp16 x, bf16 weight", (_e(8, H, dtype=torch.float16), W), {}, False),
+    ("bf16 x, fp16 weight", (_e(8, H), _e(H, dtype=torch.float16)), {}, False),
     ("fp64", (_e(8, H, dtype=torch.float64), _e(H, dtype=torch.float64)), {}, False),
     ("weight None", (_e(8, H), None), {}, False),
     ("strided weight", (_e(8, H), _e(2 * H)[::2]), {}, False),
@@ -125,35 +202,54 @@ RMS_CASES = [
 @pytest.mark.parametrize(
     ("args", "kwargs", "expected"), [c[1:] for c in RMS_CASES], ids=[c[0] for c in RMS_CASES]
 )
-def test_rms_norm_stride_rules(args: tuple, kwargs: dict, expected: bool) -> None:
+def test_rms_norm_rules(args: tuple, kwargs: dict, expected: bool) -> None:
     x, w = args
     assert oink_norm.rms_norm_supports(x, w, EPS, **kwargs) is expected
+    if expected:  # and what is admitted is what Oink's kernel takes
+        assert can_use_ptr_path(x.view(-1, x.shape[-1]), w, None)
 
 
-def test_fused_add_rules() -> None:
-    ok = oink_norm.fused_add_rms_norm_supports
-    assert ok(_e(8, H), _e(8, H), W, EPS)
-    # layout is free (copied), but the copies' row stride H must be a vector multiple
-    assert ok(_e(8, H + 8)[:, :H], _e(8, H), W, EPS)
-    assert not ok(_e(8, 120), _e(8, 120), _e(120), EPS)
-    assert ok(_e(8, 120, dtype=torch.float32), _e(8, 120, dtype=torch.float32),
-              _e(120, dtype=torch.float32), EPS)  # fmt: skip
-    assert not ok(_e(8, H), _e(8, H, dtype=torch.float32), W, EPS)
-    assert not ok(_e(8, H), _e(8, H), W, EPS, weight_bias=1.0)
+FUSED_CASES = [
+    ("contiguous", (_e(8, H), _e(8, H), W), True),
+    ("padded x, padded residual with the same row stride",
+     (_e(8, H + 64)[:, :H], _e(8, H + 64)[:, :H], W), True),
+    ("padded x, contiguous residual: row strides differ", (_e(8, H + 64)[:, :H], _e(8, H), W),
+     False),
+    ("residual starts 2 bytes in", (_e(8, H), _offset((8, H), 1), W), False),
+    ("fp32 residual with bf16 x", (_e(8, H), _e(8, H, dtype=torch.float32), W), False),
+    ("fp32 weight", (_e(8, H), _e(8, H), _e(H, dtype=torch.float32)), True),
+    ("H=120 bf16", (_e(8, 120), _e(8, 120), _e(120)), False),
+    ("H=120 fp32", (_e(8, 120, dtype=torch.float32), _e(8, 120, dtype=torch.float32),
+                    _e(120, dtype=torch.float32)), True),
+    ("residual not row-viewable", (_e(4, 2, H), _e(2, 4, H).transpose(0, 1), W), False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"), [c[1:] for c in FUSED_CASES], ids=[c[0] for c in FUSED_CASES]
+)
+def test_fused_add_rules(args: tuple, expected: bool) -> None:
+    x, r, w = args
+    assert oink_norm.fused_add_rms_norm_supports(x, r, w, EPS) is expected
+    if expected:
+        assert can_use_ptr_path(x.view(-1, x.shape[-1]), w, r.view(-1, r.shape[-1]))
+    assert not oink_norm.fused_add_rms_norm_supports(x, r, w, EPS, weight_bias=1.0)
 
 
 def test_supports_args_on_fake_tensors() -> None:
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     with FakeTensorMode():
-        x = torch.empty(8, H + 64, dtype=torch.bfloat16)[:, :H]
-        w = torch.empty(H, dtype=torch.bfloat16)
+        x = torch.empty(8, H + 64, dtype=BF16)[:, :H]
+        w = torch.empty(H, dtype=BF16)
         assert oink_norm.rms_norm_supports(x, w, EPS) is True
         assert oink_norm.fused_add_rms_norm_supports(x, x, w, EPS) is True
+        assert oink_norm.rms_norm_supports(torch.empty(8 * H + 1, dtype=BF16)[1:].view(8, H), w,
+                                           EPS) is False  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
-def test_mapping_matches_native_on_admitted_samples(dtype: torch.dtype) -> None:
+def test_every_admitted_sample_matches_native_on_the_kernel_path(dtype: torch.dtype) -> None:
     rec = RecordingOink()
     for op_name, call, supports in (
         (
@@ -163,7 +259,9 @@ def test_mapping_matches_native_on_admitted_samples(dtype: torch.dtype) -> None:
         ),
         (
             "fused_add_rms_norm",
-            lambda x, r, w, e, wb=0.0, vs=None: oink_norm.call_fused_add_rms_norm(rec, x, r, w, e),
+            lambda x, r, w, e, wb=0.0, vs=None: oink_norm.call_fused_add_rms_norm(
+                rec.fused_add_rmsnorm_forward, x, r, w, e
+            ),
             oink_norm.fused_add_rms_norm_supports,
         ),
     ):
@@ -175,3 +273,4 @@ def test_mapping_matches_native_on_admitted_samples(dtype: torch.dtype) -> None:
                 admitted += 1
                 assert_matches_native(op, lambda *a, call=call: call(*a), ir_core.Sample(args))
         assert admitted > 0, op_name
+    assert rec.paths and set(rec.paths) == {"ptr"}, rec.paths

@@ -41,8 +41,11 @@ def test_plugin_import_imports_no_vendor_library() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_cuda_priority_only_for_rms_norm() -> None:
-    assert plugin.platform_priority("cuda") == {"rms_norm": ["oink"]}
+def test_cuda_priority_puts_oink_first_for_both_ops() -> None:
+    # both entry points are out of place now: the fused add costs no copies
+    assert plugin.platform_priority("cuda") == {
+        op: ["oink"] for op in ("rms_norm", "fused_add_rms_norm")
+    }
     assert plugin.platform_priority("rocm") is None
 
 
@@ -105,3 +108,29 @@ def test_list_providers_reason_without_traceback() -> None:
     assert "Traceback" not in out.stderr
     (entry,) = [p for p in json.loads(out.stdout)["providers"] if p["provider"] == "oink"]
     assert reason in json.dumps(entry)
+
+
+def test_fused_add_loads_oinks_python_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(oink_norm, "environment_problems", lambda: ())
+    imported = []
+
+    def fake_import(name: str):
+        imported.append(name)
+        return type("Module", (), {"fused_add_rmsnorm_forward": staticmethod(lambda *a: a)})
+
+    fn, reason = oink_norm.load_fused_add(fake_import)
+    assert reason == "" and callable(fn) and imported == ["kernelagent_oink.blackwell.rmsnorm"]
+    fn, reason = oink_norm.load_fused_add(lambda name: object())
+    assert (
+        fn is None
+        and reason == "kernelagent_oink.blackwell.rmsnorm has no fused_add_rmsnorm_forward"
+    )
+
+
+def test_fused_add_unavailable_for_the_same_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(oink_norm, "environment_problems", lambda: ("no CUDA device",))
+
+    def must_not_import(name: str):
+        raise AssertionError("imported Oink on a machine that cannot run it")
+
+    assert oink_norm.load_fused_add(must_not_import) == (None, "no CUDA device")

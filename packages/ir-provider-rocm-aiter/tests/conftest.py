@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ir_provider_rocm_aiter import aiter_norm
+from ir_provider_rocm_aiter import aiter_api
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     marked = [item for item in items if "rocm" in item.keywords]
     if not marked:
         return
-    api, reason = aiter_norm.load()
+    api, reason = aiter_api.load()
     if api is not None:
         return
     skip = pytest.mark.skip(reason=f"aiter provider unavailable here: {reason}")

@@ -38,7 +38,7 @@ class Counting:
 def counted(ipex: ipex_norm.IpexApi, monkeypatch: pytest.MonkeyPatch) -> dict[str, Counting]:
     """Counting wrappers installed on ipex.llm.functional for the duration of a test."""
     wrappers = {}
-    for name in ("rms_norm", "add_rms_norm"):
+    for name in ("rms_norm", "add_rms_norm", "silu_mul", "gelu_mul", "rotary_embedding"):
         wrappers[name] = Counting(getattr(ipex.functional, name))
         monkeypatch.setattr(ipex.functional, name, wrappers[name])
     return wrappers
@@ -87,12 +87,23 @@ def test_fused_add_dispatches_to_ipex_and_matches_native(
     assert torch.equal(residual_out, native_res)
 
 
+#: Our op -> the ipex.llm.functional function its impl calls.
+IPEX_FUNCTION = {
+    "rms_norm": "rms_norm",
+    "fused_add_rms_norm": "add_rms_norm",
+    "silu_and_mul": "silu_mul",
+    "gelu_and_mul": "gelu_mul",
+    "rotary_embedding": "rotary_embedding",
+}
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("op_name", ["rms_norm", "fused_add_rms_norm"])
+@pytest.mark.parametrize("op_name", list(IPEX_FUNCTION))
 def test_ipex_matches_native_on_the_op_samples(
     op_name: str, dtype: torch.dtype, counted: dict[str, Counting]
 ) -> None:
-    """Every catalogue sample IPEX accepts (odd H, 3-D, strided rows, zero tokens, ...)."""
+    """Every catalogue sample IPEX accepts (odd H, 3-D, strided rows, zero tokens; for rotary
+    partial rotary, GPT-J pairs, (B, S) positions, int32 positions, a 16-bit cache, ...)."""
     op = ir_core.get_op(op_name)
     impl = op.impls["ipex"]
     assert impl.status() == (True, "")
@@ -103,8 +114,45 @@ def test_ipex_matches_native_on_the_op_samples(
             admitted += 1
             assert_matches_native(op, impl.fn, ir_core.Sample(args, label=sample.label))
     assert admitted >= 5
-    kernel = counted["rms_norm" if op_name == "rms_norm" else "add_rms_norm"]
-    assert kernel.calls > 0  # zero-token samples return early, the rest reach IPEX
+    assert counted[IPEX_FUNCTION[op_name]].calls > 0  # zero-token samples return early
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_gated_activations_dispatch_to_ipex(
+    dtype: torch.dtype, counted: dict[str, Counting]
+) -> None:
+    x = torch.randn(5, 2 * 1024, generator=torch.Generator().manual_seed(1)).mul(3).to(dtype)
+    with ir_core.set_priority(silu_and_mul=["ipex"], gelu_and_mul=["ipex"]):
+        assert ir_core.explain("silu_and_mul", x).provider == "ipex"
+        silu = ir_core.ops.silu_and_mul(x)
+        gelu = ir_core.ops.gelu_and_mul(x, approximate="tanh")
+    assert counted["silu_mul"].calls == 1 and counted["gelu_mul"].calls == 1
+    _assert_close("silu_and_mul", silu, ir_core.get_op("silu_and_mul").native(x))
+    _assert_close("gelu_and_mul", gelu, ir_core.get_op("gelu_and_mul").native(x, "tanh"))
+
+
+@pytest.mark.parametrize("is_neox", [True, False], ids=["neox", "gptj"])
+@pytest.mark.parametrize("rot_dim", [128, 64], ids=["full", "partial"])
+def test_rotary_dispatches_to_ipex(
+    is_neox: bool, rot_dim: int, counted: dict[str, Counting]
+) -> None:
+    from ir_core.catalogue.rotary import cos_sin_cache
+
+    g = torch.Generator().manual_seed(2)
+    positions = torch.randint(0, 4096, (7,), generator=g)
+    q = torch.randn(7, 8 * 128, generator=g).to(torch.bfloat16)
+    k = torch.randn(7, 2 * 128, generator=g).to(torch.bfloat16)
+    cache = cos_sin_cache(4096, rot_dim)
+    q0, k0 = q.clone(), k.clone()
+    args = (positions, q, k, 128, cache, is_neox)
+    with ir_core.set_priority(rotary_embedding=["ipex"]):
+        assert ir_core.explain("rotary_embedding", *args).provider == "ipex"
+        out_q, out_k = ir_core.ops.rotary_embedding(*args)
+    assert counted["rotary_embedding"].calls == 1
+    assert torch.equal(q, q0) and torch.equal(k, k0), "IPEX rotates in place: inputs written"
+    native = ir_core.get_op("rotary_embedding").native(*args)
+    _assert_close("rotary_embedding", out_q, native[0])
+    _assert_close("rotary_embedding", out_k, native[1])
 
 
 def test_what_ipex_declines_goes_to_native(ipex: ipex_norm.IpexApi) -> None:

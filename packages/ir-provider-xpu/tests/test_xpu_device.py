@@ -7,14 +7,19 @@ import torch
 
 import ir_core
 from ir_core.testing import assert_matches_native
+from ir_provider_xpu.plugin import IPEX_NORMS, XPU_KERNELS_IMPLS
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
+CASES = [("xpu_kernels", op) for op in sorted(XPU_KERNELS_IMPLS)] + [
+    ("ipex", op) for op in sorted(IPEX_NORMS)
+]
+
+
 @pytest.mark.xpu
-@pytest.mark.parametrize("provider", ["xpu_kernels", "ipex"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("op_name", ["rms_norm", "fused_add_rms_norm"])
+@pytest.mark.parametrize(("provider", "op_name"), CASES)
 def test_matches_native_on_xpu(op_name: str, dtype: torch.dtype, provider: str) -> None:
     op = ir_core.get_op(op_name)
     impl = op.impls[provider]

@@ -1,58 +1,19 @@
-"""What IPEX and vllm-xpu-kernels receive, with recorders in their place (runs anywhere)."""
+"""What IPEX and vllm-xpu-kernels receive for the norms, with recorders in their place (runs
+anywhere), and the loading rules (torch pairing, per-function availability)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import torch
+from recording_xpu import RecordingIpexFunctional, RecordingXpuOps
 
 import ir_core
 from ir_core.testing import assert_matches_native
 from ir_provider_xpu import ipex_norm, xpu_kernels_norm
 
 EPS = 1e-6
-
-
-def _norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
-    xf = x.float()
-    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * w.float()).to(x.dtype)
-
-
-@dataclass
-class RecordingIpexFunctional:
-    """Stands in for ``ipex.llm.functional``: records calls, computes with torch."""
-
-    calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
-
-    def rms_norm(self, hidden_states, weight, eps):
-        self.calls.append(("rms_norm", (hidden_states, weight, eps)))
-        return _norm(hidden_states, weight, eps)
-
-    def add_rms_norm(self, residual, x, weight, bias, eps, add_back=False):
-        self.calls.append(("add_rms_norm", (residual, x, weight, bias, eps, add_back)))
-        s = x.float() + residual.float()
-        if add_back:
-            residual.copy_(s)
-        return _norm(s, weight, eps).to(x.dtype)
-
-
-@dataclass
-class RecordingXpuOps:
-    """Stands in for ``torch.ops._C`` of vllm-xpu-kernels: records, then does what the SYCL
-    kernels do, in place where they are in place."""
-
-    calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
-
-    def rms_norm(self, out, input, weight, epsilon):
-        self.calls.append(("rms_norm", (out, input, weight, epsilon)))
-        out.copy_(_norm(input, weight, epsilon))
-
-    def fused_add_rms_norm(self, input, residual, weight, epsilon):
-        self.calls.append(("fused_add_rms_norm", (input, residual, weight, epsilon)))
-        residual.copy_(input.float() + residual.float())
-        input.copy_(_norm(residual, weight, epsilon))
 
 
 def _t(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
@@ -137,6 +98,20 @@ def test_ipex_not_installed_reason() -> None:
     assert api is None and reason.startswith("intel-extension-for-pytorch is not installed")
 
 
+def test_ipex_availability_is_per_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Ipex23Functional:  # IPEX 2.3: rms_norm and rotary_embedding only
+        rms_norm = staticmethod(lambda *a: None)
+        rotary_embedding = staticmethod(lambda *a: None)
+
+    api = ipex_norm.IpexApi("2.3.0", Ipex23Functional(), xpu=False)
+    monkeypatch.setattr(ipex_norm, "load", lambda: (api, ""))
+    assert ipex_norm.available_rms_norm() == (True, "")
+    assert ipex_norm.available_fused_add_rms_norm() == (
+        False,
+        "IPEX 2.3.0 has no ipex.llm.functional.add_rms_norm",
+    )
+
+
 IPEX_XPU = ipex_norm.IpexApi("2.8.10+xpu", RecordingIpexFunctional(), xpu=True)
 IPEX_CPU_BUILD = ipex_norm.IpexApi("2.8.0", RecordingIpexFunctional(), xpu=False)
 
@@ -171,24 +146,67 @@ class _DeviceStandIn:
         return getattr(self._t, name)
 
 
-# -- vllm-xpu-kernels --------------------------------------------------------------------------
+# -- vllm-xpu-kernels: loading ----------------------------------------------------------------
+
+
+TORCH_CASES = [
+    ("0.1.12.1", "2.13.0+xpu", None),
+    ("0.1.13.2", "2.13.1", None),
+    ("0.1.13.1", "2.12.0+xpu", "vllm-xpu-kernels 0.1.13.1 is built for torch 2.13.*, found 2.12.0+xpu"),
+    ("0.1.12.3", "2.8.0", "vllm-xpu-kernels 0.1.12.3 is built for torch 2.13.*, found 2.8.0"),
+    ("0.1.16.2", "2.99.0", None),  # a line whose pin is not known here: the import decides
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kernels", "torch_version", "expected"), TORCH_CASES)
+def test_xpu_kernels_torch_pairing(kernels: str, torch_version: str, expected: str | None) -> None:
+    assert xpu_kernels_norm.torch_mismatch(kernels, torch_version) == expected
+
+
+def test_torch_mismatch_is_reported_before_any_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(xpu_kernels_norm.kit, "module_missing", lambda name: False)
+    versions = {"vllm-xpu-kernels": "0.1.13.1", "torch": "2.8.0+xpu"}
+    problems = xpu_kernels_norm.environment_problems(versions.get)
+    assert "vllm-xpu-kernels 0.1.13.1 is built for torch 2.13.*, found 2.8.0+xpu" in problems
+
+
+def test_weight_none_follows_the_registered_schema() -> None:
+    assert xpu_kernels_norm.probe(RecordingXpuOps().ops).optional_weight is True
+    assert xpu_kernels_norm.probe(RecordingXpuOps(legacy=True).ops).optional_weight is False
+
+
+# -- vllm-xpu-kernels: norms --------------------------------------------------------------------
+
+CURRENT = xpu_kernels_norm.probe(RecordingXpuOps().ops)
+LEGACY = xpu_kernels_norm.probe(RecordingXpuOps(legacy=True).ops)
 
 
 def test_xpu_kernels_rms_norm_writes_into_a_new_output() -> None:
     rec = RecordingXpuOps()
     x, w = _t(2, 3, 64), _t(64)
-    out = xpu_kernels_norm.call_rms_norm(rec, x, w, EPS)
+    out = xpu_kernels_norm.call_rms_norm(rec.ops, x, w, EPS)
     ((name, (out_arg, x2d, weight, eps)),) = rec.calls
     assert name == "rms_norm" and _same_memory(out_arg, out) and not _same_memory(out, x)
     assert x2d.shape == (6, 64) and x2d.is_contiguous() and weight is w and eps == EPS
     torch.testing.assert_close(out, ir_core.get_op("rms_norm").native(x, w, EPS))
 
 
+def test_xpu_kernels_weight_none_from_v0_1_12() -> None:
+    rec = RecordingXpuOps()
+    x = _t(3, 64)
+    assert xpu_kernels_norm.rms_norm_supported(CURRENT, x, None, 0.0, None)
+    assert not xpu_kernels_norm.rms_norm_supported(LEGACY, x, None, 0.0, None)
+    out = xpu_kernels_norm.call_rms_norm(rec.ops, x, None, EPS)
+    assert rec.calls[0][1][2] is None
+    torch.testing.assert_close(out, ir_core.get_op("rms_norm").native(x, None, EPS))
+    assert xpu_kernels_norm.fused_add_rms_norm_supported(CURRENT, x, _t(3, 64), None, 0.0, None)
+
+
 def test_xpu_kernels_fused_add_runs_in_place_on_owned_copies() -> None:
     rec = RecordingXpuOps()
     x, r, w = _t(2, 3, 64), _t(2, 3, 64), _t(64)
     x0, r0 = x.clone(), r.clone()
-    out, residual_out = xpu_kernels_norm.call_fused_add_rms_norm(rec, x, r, w, EPS)
+    out, residual_out = xpu_kernels_norm.call_fused_add_rms_norm(rec.ops, x, r, w, EPS)
     ((name, (inp, res, weight, eps)),) = rec.calls
     assert name == "fused_add_rms_norm" and weight is w and eps == EPS
     assert _same_memory(inp, out) and _same_memory(res, residual_out)
@@ -200,17 +218,20 @@ def test_xpu_kernels_fused_add_runs_in_place_on_owned_copies() -> None:
 
 
 def test_xpu_kernels_supports() -> None:
+    ok = xpu_kernels_norm.rms_norm_supported
     x, w = _t(4, 64), _t(64)
-    assert xpu_kernels_norm.rms_norm_supports(x.half(), w.half(), EPS)
-    assert xpu_kernels_norm.rms_norm_supports(_t(64, 8).t(), _t(64), EPS)  # wrapper copies
-    assert not xpu_kernels_norm.rms_norm_supports(x, w, EPS, weight_bias=1.0)
-    assert not xpu_kernels_norm.rms_norm_supports(x, w, EPS, variance_size=8)
-    assert not xpu_kernels_norm.rms_norm_supports(x, w.float(), EPS)
-    assert not xpu_kernels_norm.rms_norm_supports(x, _t(128)[::2], EPS)  # strided weight
-    fa = xpu_kernels_norm.fused_add_rms_norm_supports
-    assert fa(x, _t(4, 64), w, EPS) and fa(x.float(), _t(4, 64).float(), w.float(), EPS)
-    assert not fa(x.half(), _t(4, 64).half(), w.half(), EPS)  # two fp16 roundings
-    assert not fa(x, _t(4, 64).float(), w, EPS)
+    assert ok(CURRENT, x.half(), w.half(), 0.0, None)
+    assert ok(CURRENT, _t(64, 8).t(), _t(64), 0.0, None)  # the wrapper copies
+    assert not ok(CURRENT, x, w, 1.0, None)
+    assert not ok(CURRENT, x, w, 0.0, 8)
+    assert not ok(CURRENT, x, w.float(), 0.0, None)
+    assert not ok(CURRENT, x, _t(128)[::2], 0.0, None)  # strided weight
+    assert not ok(None, x, None, 0.0, None)  # not loaded: weight=None unknown
+    fa = xpu_kernels_norm.fused_add_rms_norm_supported
+    assert fa(CURRENT, x, _t(4, 64), w, 0.0, None)
+    assert fa(CURRENT, x.float(), _t(4, 64).float(), w.float(), 0.0, None)
+    assert not fa(CURRENT, x.half(), _t(4, 64).half(), w.half(), 0.0, None)  # two fp16 roundings
+    assert not fa(CURRENT, x, _t(4, 64).float(), w, 0.0, None)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
@@ -233,15 +254,19 @@ def test_mappings_match_native_on_the_op_samples(dtype: torch.dtype) -> None:
         ),
         (
             "rms_norm",
-            lambda x, w, e, wb=0.0, vs=None: xpu_kernels_norm.call_rms_norm(ops_rec, x, w, e),
-            xpu_kernels_norm.rms_norm_supports,
+            lambda x, w, e, wb=0.0, vs=None: xpu_kernels_norm.call_rms_norm(ops_rec.ops, x, w, e),
+            lambda x, w, e, wb=0.0, vs=None: xpu_kernels_norm.rms_norm_supported(
+                CURRENT, x, w, wb, vs
+            ),
         ),
         (
             "fused_add_rms_norm",
             lambda x, r, w, e, wb=0.0, vs=None: xpu_kernels_norm.call_fused_add_rms_norm(
-                ops_rec, x, r, w, e
+                ops_rec.ops, x, r, w, e
             ),
-            xpu_kernels_norm.fused_add_rms_norm_supports,
+            lambda x, r, w, e, wb=0.0, vs=None: xpu_kernels_norm.fused_add_rms_norm_supported(
+                CURRENT, x, r, w, wb, vs
+            ),
         ),
     ]
     for op_name, call, supported in cases:

@@ -32,6 +32,21 @@ def test_plugin_registers_both_providers() -> None:
         assert impls["ipex"].device_types == frozenset({"xpu", "cpu"})
         assert impls["xpu_kernels"].device_types == frozenset({"xpu"})
     assert "ipex" not in ir_core.get_op("dual_rms_norm").impls
+    for op in ("silu_and_mul", "gelu_and_mul", "rotary_embedding"):
+        impls = ir_core.get_op(op).impls
+        assert impls["ipex"].device_types == frozenset({"cpu"})
+        assert impls["xpu_kernels"].device_types == frozenset({"xpu"})
+    for op in plugin.XPU_KERNELS_IMPLS:
+        assert "xpu_kernels" in ir_core.get_op(op).impls, op
+
+
+def test_extras_bound_the_vendor_releases() -> None:
+    """IPEX 2.4 first has add_rms_norm/silu_mul/gelu_mul; vllm-xpu-kernels' norms take
+    weight=None from 0.1.12 (PyPI: 0.1.12.1 on). Neither wheel declares its torch."""
+    requires = importlib.metadata.requires("ir-provider-xpu") or []
+    (ipex,) = [r for r in requires if r.startswith("intel-extension-for-pytorch")]
+    (kernels,) = [r for r in requires if r.startswith("vllm-xpu-kernels")]
+    assert ">=2.4" in ipex and ">=0.1.12.1" in kernels
 
 
 def test_plugin_import_imports_no_vendor_library() -> None:
@@ -45,7 +60,10 @@ def test_plugin_import_imports_no_vendor_library() -> None:
 
 
 def test_xpu_priority() -> None:
-    assert plugin.platform_priority("xpu") == {op: ["xpu_kernels", "ipex"] for op in OPS}
+    order = plugin.platform_priority("xpu")
+    assert {op: order[op] for op in OPS} == {op: ["xpu_kernels", "ipex"] for op in OPS}
+    assert order["silu_and_mul"] == ["xpu_kernels"]  # IPEX's activations are CPU-only
+    assert set(order) == set(plugin.XPU_KERNELS_IMPLS)
     assert plugin.platform_priority("cpu") is None
     assert plugin.platform_priority("cuda") is None
 
@@ -60,7 +78,7 @@ def test_list_providers_gives_each_a_reason_without_traceback() -> None:
     assert "Traceback" not in out.stderr
     providers = {p["provider"]: p for p in json.loads(out.stdout)["providers"]}
     for name, module in (("ipex", ipex_norm), ("xpu_kernels", xpu_kernels_norm)):
-        ok, reason = module.available()
+        ok, reason = module.available_rms_norm() if module is ipex_norm else module.available()
         entry = json.dumps(providers[name])
         assert (ok and "unavailable" not in entry) or (not ok and reason and reason in entry)
 

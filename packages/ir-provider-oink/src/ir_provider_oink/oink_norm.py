@@ -1,25 +1,38 @@
 """The ``oink`` provider: KernelAgent-Oink's CuTeDSL RMS norm kernels for NVIDIA Blackwell.
 
-kernelagent-oink (``meta-pytorch/KernelAgent``, ``oink/``) registers two torch custom ops when
-``kernelagent_oink.blackwell.oink_custom_ops`` is imported (its vLLM plugin entry point does
-that under ``VLLM_USE_OINK_RMSNORM=1``; this provider imports the module itself when needed):
+Entry points, read in ``meta-pytorch/KernelAgent`` (``oink/src/kernelagent_oink/blackwell/``,
+commit a3001c70):
 
-- ``torch.ops.oink.rmsnorm(x, weight, eps) -> Tensor``: functional. ``x`` must be a 2-D (M, N)
-  view with unit stride along N; its row stride may exceed N (padded rows) and is preserved in
-  the output on the fast path.
-- ``torch.ops.oink.fused_add_rms_norm(x, residual, weight, eps) -> None``: IN PLACE,
-  ``residual = x + residual`` then ``x = rmsnorm(residual)``; x and residual of one shape and
-  dtype.
+- ``torch.ops.oink.rmsnorm(x, weight, eps) -> Tensor`` (registered when
+  ``kernelagent_oink.blackwell.oink_custom_ops`` is imported; its vLLM plugin entry point does
+  that under ``VLLM_USE_OINK_RMSNORM=1``, this provider imports the module itself): functional,
+  x a 2-D (M, N) view; calls ``rmsnorm_forward``.
+- ``kernelagent_oink.blackwell.rmsnorm.fused_add_rmsnorm_forward(x, residual, weight, eps) ->
+  (y, z)``: out of place, ``(RMSNorm(x + residual), x + residual)``, the sum in fp32 and
+  normalised unrounded (the op's semantics); it views x and residual as (M, N) and calls
+  ``rmsnorm_forward`` with the residual. Used instead of the in-place
+  ``torch.ops.oink.fused_add_rms_norm``, which would need two copies to stay functional.
 
-Both take fp16, bf16 or fp32 with a weight of the same dtype. On GPUs older than SM100 Oink
-silently falls back to a PyTorch reference, so the provider is available only on compute
-capability 10.0 or newer, where the CuTeDSL kernels run. Oink's pointer path vectorises rows in
-256-bit chunks, so the row stride must be a multiple of 16 (16-bit types) or 8 (fp32) elements:
-the rule vLLM applies before calling it, which ``supports_args`` applies here.
+Both run Oink's CuTeDSL kernel only when ``_can_use_ptr_path(x, weight, bias, residual)``
+holds, and otherwise **silently** return its PyTorch reference (correct, and slow). So
+``supports_args`` admits exactly what that predicate accepts, as far as metadata tells:
 
-Our ops are functional: ``fused_add_rms_norm`` gets contiguous copies of x and residual, which
-Oink then turns into the two outputs. That costs a read and a write of both tensors on top of
-the kernel, which is why this plugin only puts ``oink`` first for ``rms_norm``.
+- x (and residual) fp16/bf16/fp32 of one dtype, viewable as (M, N) with unit stride along N
+  and a row stride that is a multiple of 256 bits (16 elements for 16-bit, 8 for fp32); the
+  residual's row stride equal to x's;
+- 16-byte aligned x and residual, a 16-byte aligned contiguous weight of x's dtype, or a
+  32-byte aligned fp32 weight with fp16/bf16 x ("Quack-style"). Alignment is read from the
+  storage offset (PyTorch's allocators align every storage far more than that).
+
+Two cases metadata cannot see are guarded when the kernel is called: a storage whose base is
+not 16-byte aligned (memory from another library), and a tensor that reaches a cached
+dispatch decision made for another storage offset (ir-core keys its dispatch cache on shape and
+strides). Such a tensor is copied into a fresh buffer with the same row stride, so the kernel
+still runs, never the fallback.
+
+On GPUs older than SM100 the rmsnorm op itself returns the reference without trying the
+kernel, and the fused-add function would reach a kernel built for sm_10x: the provider is
+available only on compute capability 10.0 or newer.
 """
 
 from __future__ import annotations
@@ -38,6 +51,8 @@ MIN_CAPABILITY = (10, 0)
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 #: Importing this module registers ``torch.ops.oink.*``.
 REGISTERING_MODULE = "kernelagent_oink.blackwell.oink_custom_ops"
+#: Oink's Python entry points, among them the out-of-place fused add.
+FUSED_ADD_MODULE = "kernelagent_oink.blackwell.rmsnorm"
 INSTALL_HINT = "not on the package index: pip install -e ./oink from a KernelAgent checkout"
 
 
@@ -122,12 +137,29 @@ def available_rms_norm() -> tuple[bool, str]:
     return _available("rmsnorm")
 
 
-def available_fused_add_rms_norm() -> tuple[bool, str]:
-    return _available("fused_add_rms_norm")
+def load_fused_add(
+    import_module: Callable[[str], Any] = importlib.import_module,
+) -> tuple[Callable[..., Any] | None, str]:
+    """``kernelagent_oink.blackwell.rmsnorm.fused_add_rmsnorm_forward``, or the reason not."""
+    problems = environment_problems()
+    if problems:
+        return None, "; ".join(problems)
+    module, reason = kit.import_module(FUSED_ADD_MODULE, import_module)
+    if reason:
+        return None, reason
+    fn = getattr(module, "fused_add_rmsnorm_forward", None)
+    if not callable(fn):
+        return None, f"{FUSED_ADD_MODULE} has no fused_add_rmsnorm_forward"
+    return fn, ""
+
+
+#: Oink's out-of-place fused add, imported once on first use.
+FUSED_ADD: kit.LazyVendor[Callable[..., Any]] = kit.LazyVendor(PROVIDER, load_fused_add)
+available_fused_add_rms_norm = FUSED_ADD.available
 
 
 # --------------------------------------------------------------------------------------------
-# supports_args: Oink's stride rules
+# supports_args: what Oink's _can_use_ptr_path accepts, from metadata
 # --------------------------------------------------------------------------------------------
 
 
@@ -142,8 +174,40 @@ def _rows_view(x: torch.Tensor) -> torch.Tensor | None:
         return None
 
 
+def _aligned(t: torch.Tensor, alignment: int) -> bool:
+    """The storage offset keeps ``t`` ``alignment``-byte aligned (storages themselves are)."""
+    return kit.known(t.storage_offset() * t.element_size() % alignment == 0)
+
+
+def _weight_alignment(x: torch.Tensor, weight: torch.Tensor) -> int | None:
+    """The alignment Oink wants for this weight, or None when its pointer path refuses it."""
+    if weight.dim() != 1 or not kit.has_unit_last_stride(weight):
+        return None
+    if weight.dtype != x.dtype and not (
+        weight.dtype == torch.float32 and x.dtype in (torch.float16, torch.bfloat16)
+    ):
+        return None
+    return 32 if weight.dtype == torch.float32 else 16  # fp32 weights load 32 bytes at a time
+
+
+def _weight_ok(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
+    if weight is None:
+        return False
+    alignment = _weight_alignment(x, weight)
+    return alignment is not None and _aligned(weight, alignment)
+
+
+def _rows_ok(rows: torch.Tensor | None, vector: int) -> bool:
+    return bool(
+        rows is not None
+        and kit.known(rows.stride(1) == 1)
+        and kit.known(rows.stride(0) % vector == 0)
+        and _aligned(rows, 16)
+    )
+
+
 def _options_ok(x: torch.Tensor, weight_bias: float, variance_size: int | None) -> bool:
-    return weight_bias == 0.0 and (variance_size is None or variance_size == x.shape[-1])
+    return weight_bias == 0.0 and (variance_size is None or kit.known(variance_size == x.shape[-1]))
 
 
 def rms_norm_supports(
@@ -153,19 +217,16 @@ def rms_norm_supports(
     weight_bias: float = 0.0,
     variance_size: int | None = None,
 ) -> bool:
-    """fp16/bf16/fp32 x that views as (N, H) without a copy, with unit stride along H and a
-    row stride that is a multiple of 16 (16-bit) or 8 (fp32) elements; a contiguous (H,) weight
-    of x's dtype; no ``weight_bias`` (Oink has no Gemma variant) and no ``variance_size < H``."""
+    """fp16/bf16/fp32 x that views as (N, H) without a copy, with unit stride along H, a row
+    stride that is a multiple of 16 (16-bit) or 8 (fp32) elements and a 16-byte aligned start;
+    a contiguous (H,) weight of x's dtype or fp32 with 16-bit x (16-byte aligned, 32 for fp32);
+    no ``weight_bias`` (Oink has no Gemma variant) and no ``variance_size < H``."""
     vector = vector_elements(x.dtype)
-    if vector is None or not kit.is_weight_for(x, weight):
-        return False
-    if not _options_ok(x, weight_bias, variance_size):
-        return False
-    rows = _rows_view(x)
     return bool(
-        rows is not None
-        and (rows.shape[1] == 1 or rows.stride(1) == 1)
-        and rows.stride(0) % vector == 0
+        vector is not None
+        and _weight_ok(x, weight)
+        and _options_ok(x, weight_bias, variance_size)
+        and _rows_ok(_rows_view(x), vector)
     )
 
 
@@ -177,47 +238,66 @@ def fused_add_rms_norm_supports(
     weight_bias: float = 0.0,
     variance_size: int | None = None,
 ) -> bool:
-    """As :func:`rms_norm_supports` for dtypes and options, residual of x's shape and dtype.
-
-    x and residual are copied into contiguous (N, H) outputs that Oink updates in place, so
-    their own layout is free, and the copies' row stride H must be a multiple of the vector.
-    """
+    """As :func:`rms_norm_supports`, with a residual of x's shape and dtype that also views as
+    (N, H), with x's row stride and a 16-byte aligned start."""
     vector = vector_elements(x.dtype)
+    if vector is None or residual.dtype != x.dtype or not kit.same_shape(residual, x):
+        return False
+    rows, residual_rows = _rows_view(x), _rows_view(residual)
     return bool(
-        vector is not None
-        and residual.dtype == x.dtype
-        and tuple(residual.shape) == tuple(x.shape)
-        and kit.is_weight_for(x, weight)
+        _weight_ok(x, weight)
         and _options_ok(x, weight_bias, variance_size)
-        and x.shape[-1] % vector == 0
+        and _rows_ok(rows, vector)
+        and _rows_ok(residual_rows, vector)
+        and kit.known(residual_rows.stride(0) == rows.stride(0))
     )
 
 
 # --------------------------------------------------------------------------------------------
-# Argument mapping: ``ops`` is ``torch.ops.oink`` or a test's recorder.
+# Argument mapping: ``ops`` is ``torch.ops.oink``, ``fused_add`` Oink's function, or recorders.
 # --------------------------------------------------------------------------------------------
+
+
+def _pointer_aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself when its data pointer has the alignment Oink's pointer path needs, else a
+    fresh copy with the same strides (whose storage the allocator aligns)."""
+    alignment = 32 if t.dim() == 1 and t.dtype == torch.float32 else 16
+    if t.data_ptr() % alignment == 0:
+        return t
+    copy = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
+    return copy.copy_(t)
+
+
+def _rows_for_oink(x: torch.Tensor) -> torch.Tensor:
+    rows = _rows_view(x)
+    assert rows is not None, "supports_args admits only row-viewable tensors"
+    return _pointer_aligned(rows)
 
 
 def call_rms_norm(ops: Any, x: torch.Tensor, weight: torch.Tensor, epsilon: float) -> torch.Tensor:
     """``ops.rmsnorm(x2d, weight, epsilon)`` on x viewed (not copied) as (N, H).
 
-    Returns Oink's new tensor, viewed back to x's shape (with x's row stride when Oink keeps
-    it); x is only read.
+    Returns Oink's new tensor, viewed back to x's shape (with x's row stride, which Oink keeps);
+    x is only read.
     """
     if x.numel() == 0:
         return kit.empty_output(x)
-    rows = _rows_view(x)
-    assert rows is not None, "supports_args admits only row-viewable x"
-    return ops.rmsnorm(rows, weight, epsilon).view(x.shape)
+    return ops.rmsnorm(_rows_for_oink(x), _pointer_aligned(weight), epsilon).view(x.shape)
 
 
 def call_fused_add_rms_norm(
-    ops: Any, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, epsilon: float
+    fused_add: Callable[..., Any],
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    weight: torch.Tensor,
+    epsilon: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``ops.fused_add_rms_norm(out, residual_out, weight, epsilon)`` on contiguous copies of
-    x and residual owned here; Oink turns them into the norm and the sum in place."""
-    out, residual_out = kit.in_place_outputs(ops.fused_add_rms_norm, (x, residual), weight, epsilon)
-    return out, residual_out
+    """``fused_add(x2d, residual2d, weight, epsilon) -> (y, z)``: Oink allocates both outputs
+    (with x's and residual's row strides); nothing is copied and no input is written."""
+    if x.numel() == 0:
+        return kit.empty_output(x), kit.empty_output(residual)
+    y, z = fused_add(_rows_for_oink(x), _rows_for_oink(residual), _pointer_aligned(weight), epsilon)
+    return y.view(x.shape), z.view(residual.shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,7 +325,7 @@ def fused_add_rms_norm(
     weight_bias: float = 0.0,
     variance_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(norm(x + residual), x + residual)`` by Oink, on owned copies; see
+    """``(norm(x + residual), x + residual)`` by Oink's out-of-place fused add; see
     :func:`call_fused_add_rms_norm`."""
     assert weight is not None
-    return call_fused_add_rms_norm(torch.ops.oink, x, residual, weight, epsilon)
+    return call_fused_add_rms_norm(FUSED_ADD.require(), x, residual, weight, epsilon)

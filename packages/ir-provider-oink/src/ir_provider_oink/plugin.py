@@ -13,12 +13,11 @@ from ir_core import kit
 
 from . import oink_norm
 
-# Oink's rms_norm is a tuned CuTeDSL kernel for Blackwell and is functional as it is, so it goes
-# first on CUDA (on older GPUs it reports itself unavailable and dispatch moves on). Its fused
-# add is in place: keeping our op functional costs a copy of x and residual (8 row-passes of
-# memory instead of 4), so an out-of-place kernel from another provider should win; oink stays
-# opt-in there (IR_CORE_OP_PRIORITY="fused_add_rms_norm=oink").
-_CUDA_PRIORITY = {"rms_norm": [oink_norm.PROVIDER]}
+# Oink's kernels are tuned CuTeDSL kernels for Blackwell, and both entry points used are out of
+# place (the fused add through fused_add_rmsnorm_forward, no copies), so oink goes first on CUDA
+# for both (on older GPUs it reports itself unavailable and dispatch moves on). Not measured
+# here: no Blackwell GPU was available.
+_CUDA_PRIORITY = {op: [oink_norm.PROVIDER] for op in ("rms_norm", "fused_add_rms_norm")}
 
 
 @ir_core.hookimpl
@@ -30,7 +29,8 @@ def ir_plugin_info() -> dict[str, Any]:
 
 @ir_core.hookimpl
 def register_impls(registry: ir_core.Registry) -> None:
-    # each op has its own availability check (available_<op>): Oink registers its ops one by one
+    # each op has its own availability check (available_<op>): rms_norm needs the torch op
+    # Oink registers, the fused add its Python entry point
     kit.register_impls(
         registry,
         oink_norm.PROVIDER,

@@ -103,9 +103,6 @@ def load_from(
     )
     if reason:
         return None, reason
-    missing = [n for n in ("rms_norm", "add_rms_norm") if not callable(getattr(functional, n, 0))]
-    if missing:
-        return None, f"IPEX {ipex_version} has no ipex.llm.functional.{' or .'.join(missing)}"
     xpu_module = getattr(torch, "xpu", None)
     xpu = bool(
         xpu_module is not None
@@ -120,7 +117,26 @@ IPEX: kit.LazyVendor[IpexApi] = kit.LazyVendor(PROVIDER, lambda: load_from(*inst
 #: ``(api, "")`` or ``(None, reason)``; :func:`loaded_api` never imports (for supports_args).
 load = IPEX.load
 loaded_api = IPEX.loaded
-available = IPEX.available
+
+
+def available_with(*functions: str) -> tuple[bool, str]:
+    """IPEX loaded and ``ipex.llm.functional`` has ``functions`` (IPEX 2.4 added add_rms_norm,
+    silu_mul and gelu_mul; 2.3 had only rms_norm and rotary_embedding)."""
+    api, reason = load()
+    if api is None:
+        return False, reason
+    missing = [n for n in functions if not callable(getattr(api.functional, n, None))]
+    if missing:
+        return False, f"IPEX {api.version} has no ipex.llm.functional.{' or .'.join(missing)}"
+    return True, ""
+
+
+def available_rms_norm() -> tuple[bool, str]:
+    return available_with("rms_norm")
+
+
+def available_fused_add_rms_norm() -> tuple[bool, str]:
+    return available_with("add_rms_norm")
 
 
 # --------------------------------------------------------------------------------------------
