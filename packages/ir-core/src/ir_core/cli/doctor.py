@@ -234,27 +234,41 @@ class PluginsSection(Section):
                         r["name"],
                         f"{r['distribution'] or '-'} {r['version'] or ''}".strip(),
                         r["status"],
+                        f"{r['load_seconds']:.2f}s",
                         ",".join(r["providers"]) or "-",
                     ]
                     for r in self.rows
                 ],
-                ["plugin", "distribution", "status", "providers"],
+                ["plugin", "distribution", "status", "load", "providers"],
             )
         ]
         for r in self.rows:
-            if r["reason"]:
-                lines += wrapped(f"{r['name']}: {r['reason']}", indent="  ")
+            for problem in [r["reason"], *r["clashes"]]:
+                if problem:
+                    lines += wrapped(f"{r['name']}: {problem}", indent="  ")
         return lines
 
     def notes(self) -> list[str]:
-        quarantined = [r["name"] for r in self.rows if r["status"] == "quarantined"]
-        if not quarantined:
-            return []
-        return [
-            f"{len(quarantined)} plugin(s) quarantined, the rest work without them: "
-            f"{', '.join(quarantined)} (reasons under plugins; ir-core list-providers --json "
-            "has the tracebacks)"
+        notes = [
+            f"plugin {r['name']} took {r['load_seconds']:.1f}s to load (import and hooks); "
+            f"{plugins.ENV_DENY}={r['name']} skips it"
+            for r in self.rows
+            if r["load_seconds"] > plugins.SLOW_LOAD_S
         ]
+        quarantined = [r["name"] for r in self.rows if r["status"] == "quarantined"]
+        if quarantined:
+            notes.append(
+                f"{len(quarantined)} plugin(s) quarantined, the rest work without them: "
+                f"{', '.join(quarantined)} (reasons under plugins; ir-core list-providers "
+                "--json has the tracebacks)"
+            )
+        clashing = [r["name"] for r in self.rows if r["clashes"]]
+        if clashing:
+            notes.append(
+                f"plugin(s) {', '.join(clashing)} clash: what they share is not used "
+                "(how to resolve it under plugins)"
+            )
+        return notes
 
 
 def _plugins() -> PluginsSection:
