@@ -386,10 +386,14 @@ def _plugin_info(answer: Any) -> dict[str, Any]:
         return {}
     if not isinstance(answer, dict):
         raise _Failure(f"ir_plugin_info returned {type(answer).__name__}, not a dict")
-    for key, kind in (("name", str), ("description", str), ("api_version", int)):
+    for key, kind, what in (
+        ("name", str, "a str"),
+        ("description", str, "a str"),
+        ("api_version", int, "an int"),
+    ):
         value = answer.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
-            raise _Failure(f"ir_plugin_info: {key} must be a {kind.__name__}, got {_short(value)}")
+            raise _Failure(f"ir_plugin_info: {key} must be {what}, got {_short(value)}")
     version = answer.get("api_version", API_VERSION)
     if version != API_VERSION:
         raise _Failure(

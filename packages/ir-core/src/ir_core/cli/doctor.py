@@ -615,12 +615,12 @@ def _decoder_blocks(
             )
         report = ir_core.compile_report()
         if report is None or report is before:
-            row["lowered"] = "from Inductor's cache (no pass ran in this process)"
+            row["lowered"] = "no report: no IR op was compiled"
         else:
             row["lowered"] = "; ".join(
                 f"{op}: " + ", ".join(f"{p}*{n}" for p, n in by.items())
                 for op, by in report.providers().items()
-            )
+            ) + (" (from Inductor's cache)" if report.from_cache else "")
             row["fusions"] = {k: v for k, v in report.fusions.items() if v}
             if report.unlowered:
                 problems.append(

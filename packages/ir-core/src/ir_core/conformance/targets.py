@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from ..op import NATIVE, Impl, Op, Sample
-from ..plugins import absence_reason
 from ..platform import DTYPE_NAMES, device_usable, devices_here, dtype_name, parse_dtypes
+from ..plugins import absence_reason
 from ..registry import registry
 from .errors import ProviderUnusable
 
