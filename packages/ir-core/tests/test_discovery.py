@@ -215,3 +215,19 @@ def test_load_times_are_recorded(plugin):
 
     record = plugin(register_impls=lambda registry: _time.sleep(0.05))
     assert record.load_seconds >= 0.05 and record.to_dict()["load_seconds"] >= 0.05
+
+
+def test_an_availability_check_that_exits_makes_the_provider_unavailable(plugin):
+    import sys as _sys
+
+    def register_impls(registry):
+        registry.register_impl(
+            "rms_norm", "av_exit", rms_norm_kernel, device_types=("cpu",), available=_sys.exit
+        )
+
+    plugin(register_impls=register_impls)
+    x = torch.randn(2, 8)
+    with ir_core.set_priority(rms_norm=["av_exit"]):
+        e = ir_core.explain("rms_norm", x, None, 1e-6)
+    assert e.provider == "native"
+    assert dict(e.skipped)["av_exit"] == "unavailable: availability check raised SystemExit: "
