@@ -14,19 +14,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-#: An rms_norm kernel (a real one: the op's semantics in plain torch) for the plugins below.
+#: The plugins' rms_norm kernel: the installed example plugin's (tests/plugins), a real one.
 KERNEL = """
 import torch
 import ir_core
-
-def kernel(
-    x: torch.Tensor,
-    weight: torch.Tensor | None,
-    epsilon: float,
-    weight_bias: float = 0.0,
-    variance_size: int | None = None,
-) -> torch.Tensor:
-    return ir_core.get_op("rms_norm").native(x, weight, epsilon, weight_bias, variance_size)
+from ir_example_plugin.plugin import rms_norm as kernel
 """
 
 
