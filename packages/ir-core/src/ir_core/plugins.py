@@ -512,8 +512,9 @@ def _note_clashes() -> None:
 def _clash_text(op: str, provider: str, plugins: list[str]) -> str:
     return (
         f"provider {provider} of op {op} is registered by plugins {' and '.join(plugins)}: "
-        f"neither impl is used until one is left (uninstall one, or disable it with "
-        f"{ENV_DENY}={plugins[-1]}); its vendor should rename the provider"
+        "neither impl is used until one is left (uninstall or disable one: "
+        + " or ".join(f"{ENV_DENY}={name}" for name in plugins)
+        + "); its vendor should rename the provider"
     )
 
 
