@@ -197,6 +197,35 @@ def test_inductor_and_aot_autograd_caches_key_on_the_priority(provider, tmp_path
         torch.testing.assert_close(out, _reference(x, w))
 
 
+def _g(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return ir_core.ops.fused_add_rms_norm(x, x - 1, w, 1e-6)[0] * 3
+
+
+def test_report_after_a_cache_hit_describes_the_graph_served(tmp_path):
+    x, w = _inputs(8)
+    with (
+        fresh_cache(dir=str(tmp_path)),
+        inductor_config.patch(fx_graph_cache=True),
+        functorch_config.patch(enable_autograd_cache=True),
+    ):
+        torch.compile(_f)(x, w)
+        compiled_f = compile_report()
+        torch._dynamo.reset()
+        torch.compile(_g)(x, w)  # another graph in between
+        assert compile_report().providers().keys() == {"fused_add_rms_norm"}
+        torch._dynamo.reset()
+        counters.clear()
+        torch.compile(_f)(x, w)  # served from the caches: no pass runs
+        assert counters["aot_autograd"]["autograd_cache_hit"] == 1
+        served = compile_report()
+    assert served.from_cache and not compiled_f.from_cache
+    assert served.providers() == compiled_f.providers() == {"rms_norm": {"native": 1}}
+    assert served.graph == compiled_f.graph and served.graph.startswith("_f at ")
+    assert __file__ in served.graph and "(compile " in served.graph
+    assert served.to_dict() == {**compiled_f.to_dict(), "from_cache": True}
+    assert "served from Inductor's cache" in str(served)
+
+
 def test_graph_pass_uuid_follows_priority_and_fusions(provider, plugin, monkeypatch):
     def register_fusion_passes(registry) -> None:
         registry.register("uuid_test_fusion", lambda gm: 0)

@@ -75,6 +75,7 @@ def test_unknown_hook_is_quarantined(plugin):
 
 
 def test_strict_mode_makes_failure_an_error(plugin, monkeypatch):
+    ir_core.load_plugins()  # installed plugins load without strict mode (tests/plugins are broken)
     monkeypatch.setenv("IR_CORE_STRICT_PLUGINS", "1")
 
     def register_impls(registry):
@@ -84,13 +85,13 @@ def test_strict_mode_makes_failure_an_error(plugin, monkeypatch):
         plugin(register_impls=register_impls)
 
 
-def test_platform_priority_hook_that_raises_is_quarantined(plugin):
+def test_platform_priority_hook_that_raises_is_quarantined_at_load(plugin):
+    # asked when the plugin loads (not when priorities are first resolved), so that what
+    # list-providers and strict mode say is what dispatch will do
     def platform_priority(platform):
         raise ValueError("bad table")
 
     record = plugin(platform_priority=platform_priority, register_impls=registers("pp"))
-    assert record.status == "loaded"
-    ir_core.priority.resolve("rms_norm")
     assert record.status == "quarantined" and "platform_priority raised" in record.reason
     assert "pp" not in ir_core.get_op("rms_norm").impls
 
@@ -131,3 +132,102 @@ def test_detect_before_plugins_are_loaded_gives_a_platform():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "('cpu', 'torch')"
+
+
+@pytest.mark.parametrize("first, second", [("clash_x", "clash_y"), ("clash_z", "clash_w")])
+def test_two_plugins_registering_one_provider_clash_whatever_their_names(plugin, first, second):
+    # a new wheel must not displace an established one by sorting first: neither impl is used
+    x, w = torch.randn(2, 8), torch.randn(8)
+    a = plugin(name=first, register_impls=registers("shared"))
+    assert ir_core.get_op("rms_norm").impls["shared"].plugin == first  # alone, it is used
+    b = plugin(name=second, register_impls=registers("shared"))
+    assert a.status == b.status == "loaded"
+    for record in (a, b):
+        (clash,) = record.clashes
+        assert f"plugins {' and '.join(sorted((first, second)))}" in clash
+        assert "neither impl is used" in clash and "IR_CORE_DISABLE_PLUGINS=" in clash
+    assert "shared" not in ir_core.get_op("rms_norm").impls
+    with ir_core.set_priority(rms_norm=["shared"]):  # skipped with the reason, not unknown
+        e = ir_core.explain("rms_norm", x, w, 1e-6)
+    assert e.provider == "native" and dict(e.skipped)["shared"].startswith("clash: provider shared")
+    ir_core.unregister_plugin(second)  # resolved: the one left is used again
+    assert ir_core.get_op("rms_norm").impls["shared"].plugin == first and a.clashes == []
+
+
+def test_a_plugin_registering_its_provider_twice_is_quarantined(plugin):
+    def register_impls(registry):
+        registry.register_impl("rms_norm", "twice", rms_norm_kernel, device_types=("cpu",))
+        registry.register_impl("rms_norm", "twice", rms_norm_kernel, device_types=("cpu",))
+
+    record = plugin(register_impls=register_impls)
+    assert record.status == "quarantined" and "already registered" in record.reason
+
+
+def test_a_hook_that_exits_is_quarantined_not_the_process(plugin):
+    import sys as _sys
+
+    record = plugin(register_impls=lambda registry: _sys.exit(0))
+    assert record.status == "quarantined"
+    assert record.reason == "register_impls raised SystemExit: 0"
+
+
+def test_detect_platform_that_raises_is_quarantined_and_dispatch_goes_on(plugin):
+    def detect_platform():
+        raise RuntimeError("no driver")
+
+    record = plugin(detect_platform=detect_platform, register_impls=registers("dp"))
+    assert record.status == "quarantined" and "detect_platform raised" in record.reason
+    assert platform.current_platform() == "cpu"
+    torch.testing.assert_close(ir_core.ops.rms_norm(torch.ones(2, 4), None, 0.0), torch.ones(2, 4))
+
+
+@pytest.mark.parametrize(
+    "answer, words",
+    [
+        ({"rms_norm": None}, ["list of provider names", "None"]),
+        ({"rms_norm": "pa"}, ["list of provider names", "'pa'"]),
+        ({"rms_norm": ["pa", 5]}, ["list of provider names"]),
+        ({5: ["pa"]}, ["op name 5"]),
+        (("rms_norm",), ["not a dict"]),
+        ({"rms_norm": ["pa", "nobody"]}, ["'nobody'", "no plugin registered"]),
+    ],
+)
+def test_platform_priority_garbage_is_refused_at_the_boundary(plugin, answer, words):
+    record = plugin(platform_priority=lambda platform: answer, register_impls=registers("pa"))
+    assert record.status == "quarantined"
+    for word in words:
+        assert word in record.reason
+    assert ir_core.priority.resolve("rms_norm") == ("native",)
+    torch.testing.assert_close(ir_core.ops.rms_norm(torch.ones(2, 4), None, 0.0), torch.ones(2, 4))
+
+
+def test_platform_priority_may_name_ops_not_registered_here(plugin):
+    record = plugin(
+        platform_priority=lambda platform: {"rms_norm": ["pb", "native"], "some_fused_op": ["pb"]},
+        register_impls=registers("pb"),
+    )
+    assert record.status == "loaded"
+    assert ir_core.priority.resolve("rms_norm") == ("pb", "native")
+
+
+def test_load_times_are_recorded(plugin):
+    import time as _time
+
+    record = plugin(register_impls=lambda registry: _time.sleep(0.05))
+    assert record.load_seconds >= 0.05 and record.to_dict()["load_seconds"] >= 0.05
+
+
+def test_an_availability_check_that_exits_makes_the_provider_unavailable(plugin):
+    import sys as _sys
+
+    def register_impls(registry):
+        registry.register_impl(
+            "rms_norm", "av_exit", rms_norm_kernel, device_types=("cpu",), available=_sys.exit
+        )
+
+    plugin(register_impls=register_impls)
+    x = torch.randn(2, 8)
+    with ir_core.set_priority(rms_norm=["av_exit"]):
+        e = ir_core.explain("rms_norm", x, None, 1e-6)
+    assert e.provider == "native"
+    assert dict(e.skipped)["av_exit"] == "unavailable: availability check raised SystemExit: "

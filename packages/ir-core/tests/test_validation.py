@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import pytest
 import torch
 
@@ -129,6 +132,25 @@ def _rope(positions=P, query=Q, key=K, head_size=16, cache=C, is_neox=True):
         (lambda: ir_core.ops.gated_rms_norm(X, W, X, EPS, weight_bias="1"), TypeError, ["'weight_bias'"]),
         (lambda: ir_core.ops.gated_rms_norm(X, W, X, EPS, norm_before_gate=None), TypeError, ["'norm_before_gate'", "bool"]),
         (lambda: ir_core.ops.gated_rms_norm(X, W, X), TypeError, ["gated_rms_norm", "epsilon"]),
+        # Reals torch cannot add to a tensor: refused by name, not deep inside the kernel
+        (lambda: ir_core.ops.rms_norm(X, W, Fraction(1, 10)), TypeError, ["rms_norm", "'epsilon'"]),
+        (lambda: ir_core.ops.rms_norm(X, W, 10**400), ValueError, ["rms_norm", "'epsilon'"]),
+        (lambda: ir_core.ops.rms_norm(X, W, math.inf), ValueError, ["'epsilon'", "finite"]),
+        (
+            lambda: ir_core.ops.rms_norm(X, W, 1e-6, weight_bias=Fraction(1, 2)),
+            TypeError,
+            ["rms_norm", "'weight_bias'"],
+        ),
+        (
+            lambda: ir_core.ops.fused_add_rms_norm(X, X, W, 1e-6, weight_bias=10**400),
+            ValueError,
+            ["fused_add_rms_norm", "'weight_bias'"],
+        ),
+        (
+            lambda: ir_core.ops.dual_rms_norm(X, W, X, W, 1e-6, Fraction(1, 10)),
+            TypeError,
+            ["dual_rms_norm", "'b_epsilon'"],
+        ),
     ],
 )  # fmt: skip
 def test_bad_input_names_op_and_argument(call, error, words):
@@ -149,3 +171,10 @@ def test_validation_also_runs_after_a_cache_hit_for_a_different_key():
 def test_keyword_arguments_are_accepted():
     out = ir_core.ops.rms_norm(x=X, weight=W, epsilon=1e-6, variance_size=4)
     torch.testing.assert_close(out, ir_core.get_op("rms_norm").native(X, W, 1e-6, 0.0, 4))
+
+
+def test_numpy_and_int_scalars_are_accepted():
+    np = pytest.importorskip("numpy")
+    expected = ir_core.get_op("rms_norm").native(X, W, 1e-6)
+    torch.testing.assert_close(ir_core.ops.rms_norm(X, W, np.float32(1e-6)), expected)
+    torch.testing.assert_close(ir_core.ops.rms_norm(X, W, 0), ir_core.ops.rms_norm(X, W, 0.0))

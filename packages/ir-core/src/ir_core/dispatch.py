@@ -115,7 +115,7 @@ def select(
             break
         impl = op.impls.get(provider)
         if impl is None:
-            reason: str | None = f"no {provider} impl registered for this op"
+            reason: str | None = priority.unregistered(op.name, provider)
         else:
             reason = impl.rejection(device_type, args)
         if reason is None:

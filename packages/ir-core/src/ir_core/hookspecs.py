@@ -12,14 +12,20 @@ quarantined alone: its registrations are rolled back, the reason and traceback a
 shown by ``ir-core list-providers``, and every other plugin keeps working.
 
 Hooks are called in this order when plugins load (lazily, on first dispatch, first
-``list-providers`` or an explicit ``ir_core.load_plugins()``):
+``list-providers`` or an explicit ``ir_core.load_plugins()``), all of them during the load, so
+that what ``ir-core list-providers`` and strict mode say is what dispatch will do:
 
 1. ``ir_plugin_info``          -- checked before anything else (``api_version``)
 2. ``register_ops``            -- for every plugin, so that impls of new ops can follow
 3. ``register_impls``
-4. ``register_fusion_passes``  -- when a compile first needs the fusion passes
-5. ``detect_platform``         -- the first plugin (in load order) that answers wins
-6. ``platform_priority``       -- when priorities are first resolved
+4. ``detect_platform``         -- the first plugin (in load order) that answers wins
+5. ``platform_priority``       -- for that platform (asked again if the platform changes)
+6. ``register_fusion_passes``
+
+A hook that raises anything (``SystemExit`` included; ``KeyboardInterrupt`` excepted) or
+answers something other than what its spec says quarantines its plugin. Hooks may be asked
+more than once (after another plugin is quarantined, the answers are asked again), so they
+should answer from what they are given, without side effects.
 """
 
 from __future__ import annotations

@@ -155,7 +155,9 @@ class Impl:
             if callable(check):
                 try:
                     ok, reason = check()
-                except Exception as exc:  # a broken check means unavailable, never a crash
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # a broken check (even sys.exit) means unavailable
                     ok, reason = False, f"availability check raised {type(exc).__name__}: {exc}"
             else:
                 ok, reason = bool(check), "" if check else "declared unavailable"

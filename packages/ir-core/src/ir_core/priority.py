@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -55,20 +56,35 @@ _configured: PriorityMap = {}
 _resolved: dict[tuple[Scope, str], tuple[str, ...]] = {}
 _env_cache: tuple[str, PriorityMap] | None = None
 _listeners: list[Callable[[], None]] = []
-#: The plugins' merged ``platform_priority`` answers for the current platform, and the names of
-#: the quarantined plugins (for error hints): installed by the plugin layer.
+_warned: set[str] = set()
+logger = logging.getLogger("ir_core")
+
+
+def _nobody_knows(provider: str, op: str | None = None) -> str | None:
+    return None
+
+
+#: The plugins' merged ``platform_priority`` answers for the current platform, and why a
+#: provider has no impl (``"quarantined: ..."``, ``"clash: ..."``, or None when nobody knows
+#: the name): installed by the plugin layer.
 _plugin_defaults: Callable[[], PriorityMap] = dict
-_quarantined: Callable[[], list[str]] = list
+_absent: Callable[[str, str | None], str | None] = _nobody_knows
 
 
 def set_plugin_defaults(
-    defaults: Callable[[], PriorityMap], quarantined: Callable[[], list[str]]
+    defaults: Callable[[], PriorityMap], absent: Callable[[str, str | None], str | None]
 ) -> None:
     """Install where plugin defaults come from: ``defaults()`` is the plugins' merged order per
-    op for the current platform, ``quarantined()`` the plugins quarantined so far."""
-    global _plugin_defaults, _quarantined
-    _plugin_defaults, _quarantined = defaults, quarantined
+    op for the current platform, ``absent(provider, op)`` why a provider has no impl of ``op``
+    (its plugin was quarantined, or it clashes), or None."""
+    global _plugin_defaults, _absent
+    _plugin_defaults, _absent = defaults, absent
     changed()
+
+
+def unregistered(op: str, provider: str) -> str:
+    """Why ``provider``, named in ``op``'s priority, has no impl of it (dispatch's reason)."""
+    return _absent(provider, op) or f"no {provider} impl registered for this op"
 
 
 # -- parsing and validation ------------------------------------------------------------------
@@ -113,16 +129,23 @@ def normalize(mapping: Mapping[str, Sequence[str] | str], *, source: str) -> Pri
             )
         if isinstance(providers, str):
             providers = [p.strip() for p in providers.split(",") if p.strip()]
-        unknown = [p for p in providers if p not in known_providers]
-        if unknown:
-            quarantined = _quarantined()
-            hint = f" (quarantined plugins: {', '.join(quarantined)})" if quarantined else ""
-            raise PriorityError(
-                f"{source}: unknown provider {unknown[0]!r} for op {op!r}; known providers: "
-                f"{', '.join(sorted(known_providers))}{hint}"
-            )
+        for provider in (p for p in providers if p not in known_providers):
+            reason = _absent(provider, op)
+            if reason is None:
+                raise PriorityError(
+                    f"{source}: unknown provider {provider!r} for op {op!r}; known providers: "
+                    f"{', '.join(sorted(known_providers))}"
+                )
+            # one broken wheel must not take the engine down: skipped, said once
+            _warn_once(f"{source}: provider {provider!r} for op {op!r} is skipped: {reason}")
         result[op] = tuple(dict.fromkeys(providers))
     return result
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning("ir_core: %s", message)
 
 
 # -- the user-facing sources -----------------------------------------------------------------

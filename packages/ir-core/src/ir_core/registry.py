@@ -29,6 +29,8 @@ class Registry:
         self._ops: dict[str, Op] = {}
         #: The plugin whose hook is running, so registrations can be attributed and rolled back.
         self._plugin: str | None = None
+        #: ``(op, provider)`` registered by several plugins: each one's impl, none of them used.
+        self._clashes: dict[tuple[str, str], dict[str, Impl]] = {}
         self._on_change: list[Callable[[], None]] = []
         self._on_new_op: list[Callable[[Op], None]] = []
         self._loader: Callable[[], None] | None = None
@@ -125,13 +127,14 @@ class Registry:
         """
         target = self.get_op(op) if isinstance(op, str) else op
         where = f"{provider} impl of {target.name}"
-        if not provider.isidentifier():
+        if not isinstance(provider, str) or not provider.isidentifier():
             raise RegistrationError(f"{where}: provider name must be an identifier")
         if provider == NATIVE:
             raise RegistrationError(f"{where}: 'native' is the op's own semantics")
-        if provider in target.impls:
-            owner = target.impls[provider].plugin
-            raise RegistrationError(f"{where}: already registered by plugin {owner}")
+        holders = self._holders(target, provider)
+        if holders and (self._plugin is None or self._plugin in holders or None in holders):
+            owners = ", ".join(sorted(str(h) for h in holders))
+            raise RegistrationError(f"{where}: already registered by plugin {owners}")
         if isinstance(device_types, str):
             raise RegistrationError(f"{where}: device_types must be a collection, not a string")
         devices = frozenset(device_types)
@@ -153,9 +156,29 @@ class Registry:
             available=available,
             plugin=self._plugin,
         )
-        target.impls[provider] = impl
+        if holders:  # another plugin's provider of the same name: a clash, neither is used
+            clash = self._clashes.setdefault((target.name, provider), dict(holders))
+            clash[self._plugin] = impl  # type: ignore[index]  # not None: checked above
+            target.impls.pop(provider, None)
+        else:
+            target.impls[provider] = impl
         self._changed()
         return impl
+
+    def _holders(self, op: Op, provider: str) -> dict[str | None, Impl]:
+        """Who registered ``provider`` for ``op`` so far: its owner, or every plugin of a clash."""
+        clash = self._clashes.get((op.name, provider))
+        if clash:
+            return dict(clash)  # type: ignore[arg-type]
+        impl = op.impls.get(provider)
+        return {impl.plugin: impl} if impl is not None else {}
+
+    def clashes(self) -> dict[tuple[str, str], list[str]]:
+        """``{(op, provider): [plugins]}`` for every provider two or more plugins registered for
+        the same op. The rule: a clash is never resolved by load order (a new wheel must not
+        displace an established one), so none of the clashing impls is used until only one of
+        the plugins is left (the others uninstalled, disabled or quarantined)."""
+        return {key: sorted(holders) for key, holders in self._clashes.items()}
 
     def impl(
         self,
@@ -205,6 +228,13 @@ class Registry:
             for provider, impl in list(op.impls.items()):
                 if impl.plugin == plugin:
                     del op.impls[provider]
+        for (op_name, provider), holders in list(self._clashes.items()):
+            holders.pop(plugin, None)
+            if len(holders) > 1:
+                continue
+            del self._clashes[(op_name, provider)]
+            if holders and op_name in self._ops:  # one plugin left: its impl is used again
+                self._ops[op_name].impls[provider] = next(iter(holders.values()))
         self._changed()
 
     def provided_by(self, plugin: str) -> list[str]:

@@ -7,7 +7,9 @@ fp32 weight (Gemma's ``1 + weight``) without a detour.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from fractions import Fraction
 from numbers import Real
 
 import torch
@@ -150,11 +152,26 @@ def _check_weight(op: str, name: str, weight: torch.Tensor | None, x: torch.Tens
         )
 
 
-def _check_epsilon(op: str, name: str, epsilon: float) -> None:
-    if isinstance(epsilon, bool) or not isinstance(epsilon, Real):
+def _check_float(op: str, name: str, value: float) -> None:
+    """A Python or NumPy scalar torch can add to a tensor, and finite: a Fraction is a Real
+    torch refuses, and an int beyond float range overflows deep inside the kernel."""
+    if isinstance(value, (bool, Fraction)) or not isinstance(value, Real):
         raise TypeError(
-            f"ir_core.ops.{op}: argument '{name}' must be a float, got {type(epsilon).__name__}"
+            f"ir_core.ops.{op}: argument '{name}' must be a float, got {type(value).__name__}"
         )
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
+        text = repr(value)
+        if len(text) > 24:
+            text = f"{text[:12]}... ({len(text)} digits)"
+        raise ValueError(f"ir_core.ops.{op}: argument '{name}' must be a finite float, got {text}")
+
+
+def _check_epsilon(op: str, name: str, epsilon: float) -> None:
+    _check_float(op, name, epsilon)
     if not epsilon >= 0:
         raise ValueError(f"ir_core.ops.{op}: argument '{name}' must be >= 0, got {epsilon}")
 
@@ -162,11 +179,7 @@ def _check_epsilon(op: str, name: str, epsilon: float) -> None:
 def _check_norm_options(
     op: str, x: torch.Tensor, weight: torch.Tensor | None, weight_bias: float, vs: int | None
 ) -> None:
-    if isinstance(weight_bias, bool) or not isinstance(weight_bias, Real):
-        raise TypeError(
-            f"ir_core.ops.{op}: argument 'weight_bias' must be a float, "
-            f"got {type(weight_bias).__name__}"
-        )
+    _check_float(op, "weight_bias", weight_bias)
     if weight is None and weight_bias != 0.0:
         raise ValueError(
             f"ir_core.ops.{op}: argument 'weight_bias' must be 0.0 when weight is None, "

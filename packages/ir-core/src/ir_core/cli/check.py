@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import ir_core
@@ -61,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
             quick=args.quick,
             progress=shown,
         )
+    except conformance.ProviderUnusable as exc:  # quarantined: a failure, not a usage error
+        print(f"ir-core check: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyError as exc:
         raise UsageError(exc.args[0]) from None
     if args.json:

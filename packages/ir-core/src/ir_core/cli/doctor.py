@@ -234,27 +234,41 @@ class PluginsSection(Section):
                         r["name"],
                         f"{r['distribution'] or '-'} {r['version'] or ''}".strip(),
                         r["status"],
+                        f"{r['load_seconds']:.2f}s",
                         ",".join(r["providers"]) or "-",
                     ]
                     for r in self.rows
                 ],
-                ["plugin", "distribution", "status", "providers"],
+                ["plugin", "distribution", "status", "load", "providers"],
             )
         ]
         for r in self.rows:
-            if r["reason"]:
-                lines += wrapped(f"{r['name']}: {r['reason']}", indent="  ")
+            for problem in [r["reason"], *r["clashes"]]:
+                if problem:
+                    lines += wrapped(f"{r['name']}: {problem}", indent="  ")
         return lines
 
     def notes(self) -> list[str]:
-        quarantined = [r["name"] for r in self.rows if r["status"] == "quarantined"]
-        if not quarantined:
-            return []
-        return [
-            f"{len(quarantined)} plugin(s) quarantined, the rest work without them: "
-            f"{', '.join(quarantined)} (reasons under plugins; ir-core list-providers --json "
-            "has the tracebacks)"
+        notes = [
+            f"plugin {r['name']} took {r['load_seconds']:.1f}s to load (import and hooks); "
+            f"{plugins.ENV_DENY}={r['name']} skips it"
+            for r in self.rows
+            if r["load_seconds"] > plugins.SLOW_LOAD_S
         ]
+        quarantined = [r["name"] for r in self.rows if r["status"] == "quarantined"]
+        if quarantined:
+            notes.append(
+                f"{len(quarantined)} plugin(s) quarantined, the rest work without them: "
+                f"{', '.join(quarantined)} (reasons under plugins; ir-core list-providers "
+                "--json has the tracebacks)"
+            )
+        clashing = [r["name"] for r in self.rows if r["clashes"]]
+        if clashing:
+            notes.append(
+                f"plugin(s) {', '.join(clashing)} clash: what they share is not used "
+                "(how to resolve it under plugins)"
+            )
+        return notes
 
 
 def _plugins() -> PluginsSection:
@@ -601,12 +615,12 @@ def _decoder_blocks(
             )
         report = ir_core.compile_report()
         if report is None or report is before:
-            row["lowered"] = "from Inductor's cache (no pass ran in this process)"
+            row["lowered"] = "no report: no IR op was compiled"
         else:
             row["lowered"] = "; ".join(
                 f"{op}: " + ", ".join(f"{p}*{n}" for p, n in by.items())
                 for op, by in report.providers().items()
-            )
+            ) + (" (from Inductor's cache)" if report.from_cache else "")
             row["fusions"] = {k: v for k, v in report.fusions.items() if v}
             if report.unlowered:
                 problems.append(

@@ -98,11 +98,12 @@ def run(args: argparse.Namespace) -> int:
                         r.name,
                         f"{r.distribution or '-'} {r.version or ''}".strip(),
                         r.status,
-                        r.reason or r.description,
+                        f"{r.load_seconds:.2f}s" if r.status in ("loaded", "quarantined") else "",
+                        "; ".join(r.clashes) or r.reason or r.description,
                     )
                     for r in records
                 ],
-                ("plugin", "distribution", "status", "reason / description"),
+                ("plugin", "distribution", "status", "load", "reason / description"),
             )
         )
     else:

@@ -58,6 +58,7 @@ from ..op import NATIVE
 from ..registry import registry
 from .passes import fusion_passes
 from .pipeline import run_passes
+from .report import served_from_cache
 
 ENV_INDUCTOR_PASS = "IR_CORE_INDUCTOR_PASS"
 
@@ -72,6 +73,9 @@ class IrCoreGraphPass(CustomGraphPass):
         run_passes(gm)
 
     def uuid(self) -> str:
+        # Inductor asks this at the start of every compile, cached or not: the moment to
+        # publish the report of a graph the previous compile served from the cache
+        served_from_cache()
         return source_digest(
             _source_digest(),
             priority.guard_key(),  # priority_hash(), cached per priority scope

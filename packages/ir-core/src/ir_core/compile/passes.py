@@ -187,9 +187,10 @@ _filled: tuple[tuple[tuple[str, int], ...], FusionPassRegistry] | None = None
 def fusion_passes() -> FusionPassRegistry:
     """The registry every loaded plugin's ``register_fusion_passes`` hook filled.
 
-    Filled on first use and again whenever the set of loaded plugins changes. A plugin whose
-    hook raises is quarantined (as for any hook) and the registry is rebuilt without it, so
-    none of its passes stay half-registered.
+    Filled when plugins load (a load step: a plugin whose hook fails is quarantined there, where
+    ``list-providers`` and strict mode see it) and again whenever the set of loaded plugins
+    changes. A plugin whose hook raises, or registers a bad pass, is quarantined (as for any
+    hook) and the registry is rebuilt without it, so none of its passes stay half-registered.
     """
     global _filled
     plugins.load_plugins()
@@ -205,6 +206,9 @@ def fusion_passes() -> FusionPassRegistry:
                 break
         _filled = (_plugin_names(), registry)
         return registry
+
+
+plugins.on_load(fusion_passes)
 
 
 def _plugin_names() -> tuple[tuple[str, int], ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import torch._guards
 import torch.fx
 
 from ..priority import guard_key
@@ -19,7 +20,8 @@ def run_passes(gm: torch.fx.GraphModule) -> CompileReport | None:
     Fusions see the graph with its ``torch.ops.ir_core.*`` nodes (fused IR ops they emit are
     lowered like any other); lowering leaves only ATen ops and ``torch.ops.ir_core_impl``
     calls. Both edit ``gm``'s graph in place. A graph without IR nodes (a backward graph, an
-    unrelated compile in the same process) is left alone and makes no report.
+    unrelated compile in the same process) is left alone and makes no report. A graph Inductor
+    serves from its cache runs no pass; its report comes with it (see :mod:`.report`).
     """
     if not any(is_ir_node(node) for node in gm.graph.nodes):
         return None
@@ -33,6 +35,17 @@ def run_passes(gm: torch.fx.GraphModule) -> CompileReport | None:
         unlowered=result.unlowered,
         priority_hash=guard_key(),
         seconds=seconds,
+        graph=graph_name(),
     )
     publish(report)
     return report
+
+
+def graph_name() -> str:
+    """The graph being compiled, for its report: the function Dynamo traced (its name, file and
+    line) and the compile id (``frame/recompile``); ``a graph`` outside Dynamo."""
+    context = torch._guards.TracingContext.try_get()
+    code = context.traced_code[0] if context is not None and context.traced_code else None
+    name = f"{code.co_name} at {code.co_filename}:{code.co_firstlineno}" if code else "a graph"
+    compile_id = torch._guards.CompileContext.current_compile_id()
+    return f"{name} (compile {compile_id})" if compile_id is not None else name

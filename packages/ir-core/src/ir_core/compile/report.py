@@ -2,12 +2,23 @@
 
 ``ir_core.compile_report()`` returns it; with ``IR_CORE_LOG=info`` (or ``debug``) the same is
 logged through ``logging.getLogger("ir_core")`` as each graph is compiled.
+
+A graph Inductor serves from its on-disk cache (FX graph cache, AOTAutograd cache) runs no
+pass, so its report travels with the cached artifact: Inductor stores, with each compiled
+graph, how much each of its counters (``torch._dynamo.utils.counters["inductor"]``) grew while
+the graph was compiled, and adds that again when it serves the graph from the cache. The report
+is published under a counter named by its JSON (:func:`publish`), so a cache hit, in this
+process or another, increments that counter again; :func:`served_from_cache` notices the
+increase (at the start of the next compile and in :func:`compile_report`) and publishes the
+stored report, marked ``from_cache``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -51,6 +62,11 @@ class CompileReport:
     unlowered: list[UnloweredNode] = field(default_factory=list)
     priority_hash: str = ""
     seconds: float = 0.0
+    #: Which graph: the function Dynamo traced, where it is, and its compile id.
+    graph: str = ""
+    #: True when Inductor served the graph from its cache: this is the report stored with it
+    #: when it was compiled (``seconds`` is that compile's).
+    from_cache: bool = False
 
     def providers(self) -> dict[str, dict[str, int]]:
         """``{op: {provider: node count}}``."""
@@ -66,7 +82,22 @@ class CompileReport:
             "unlowered": [vars(n) for n in self.unlowered],
             "priority_hash": self.priority_hash,
             "seconds": self.seconds,
+            "graph": self.graph,
+            "from_cache": self.from_cache,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompileReport:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            fusions=dict(data["fusions"]),
+            lowered=[LoweredNode(**n) for n in data["lowered"]],
+            unlowered=[UnloweredNode(**n) for n in data["unlowered"]],
+            priority_hash=data["priority_hash"],
+            seconds=data["seconds"],
+            graph=data.get("graph", ""),
+            from_cache=data.get("from_cache", False),
+        )
 
     def __str__(self) -> str:
         fusions = ", ".join(f"{k}={v}" for k, v in self.fusions.items()) or "none ran"
@@ -74,8 +105,10 @@ class CompileReport:
             f"{op}: " + ", ".join(f"{p}*{n}" for p, n in by.items())
             for op, by in self.providers().items()
         )
+        cached = " (served from Inductor's cache: as reported when compiled)"
         lines = [
-            f"ir_core compile: {len(self.lowered)} IR nodes lowered in {self.seconds * 1e3:.1f} ms",
+            f"ir_core compile of {self.graph or 'a graph'}: {len(self.lowered)} IR nodes "
+            f"lowered in {self.seconds * 1e3:.1f} ms{cached if self.from_cache else ''}",
             f"  fusions: {fusions}",
             f"  providers: {chosen or 'no IR nodes'}",
         ]
@@ -84,14 +117,32 @@ class CompileReport:
         return "\n".join(lines)
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _last: CompileReport | None = None
+#: The prefix of the Inductor counter each report is published under (see the module's doc).
+CACHE_COUNTER = "ir_core_compile_report "
+#: The count seen of each report counter.
+_seen: dict[str, int] = {}
+
+
+def _inductor_counters() -> Counter[str] | None:
+    """Inductor's counters, or None when no compile has run (Dynamo is not even imported:
+    importing it costs seconds, which ``import ir_core`` must not pay)."""
+    utils = sys.modules.get("torch._dynamo.utils")
+    return None if utils is None else utils.counters["inductor"]
 
 
 def publish(report: CompileReport) -> None:
-    """Record ``report`` as the last one and log it when ``IR_CORE_LOG`` asks for it."""
+    """Record ``report`` as the last one and log it when ``IR_CORE_LOG`` asks for it; a report
+    just made is also counted under its JSON, which Inductor stores with the compiled graph."""
     global _last
     with _lock:
+        counter = _inductor_counters()
+        if counter is not None and not report.from_cache:
+            served_from_cache()  # an earlier cache hit is older than this report
+            key = CACHE_COUNTER + json.dumps(report.to_dict(), sort_keys=True)
+            counter[key] += 1
+            _seen[key] = counter[key]
         _last = report
     _configure_logging()
     if report.unlowered:
@@ -104,12 +155,31 @@ def publish(report: CompileReport) -> None:
         logger.info("%s", report)
 
 
+def served_from_cache() -> None:
+    """Publish the stored report of a graph Inductor served from its cache since the last look
+    (called at the start of every compile, so reports keep the order of the compiles)."""
+    with _lock:
+        counter = _inductor_counters()
+        if counter is None:
+            return
+        counts = {k: n for k, n in list(counter.items()) if k.startswith(CACHE_COUNTER)}
+        if any(counts.get(k, 0) < n for k, n in _seen.items()):
+            _seen.clear()  # the counters were reset (``counters.clear()``): all of them are new
+        grown = [k for k, n in counts.items() if n != _seen.get(k, 0)]
+        _seen.update(counts)
+        newest = grown[-1] if grown else None  # one per compile: served_from_cache runs in each
+        if newest is not None:
+            data = json.loads(newest[len(CACHE_COUNTER) :])
+            publish(CompileReport.from_dict({**data, "from_cache": True}))
+
+
 def compile_report() -> CompileReport | None:
     """The report of the last compiled graph that held IR ops (None: none yet in this process).
 
-    Graphs without IR ops do not replace it; a graph Inductor serves from its FX graph cache
-    runs no pass, so it makes no report either.
+    Graphs without IR ops do not replace it. For a graph Inductor served from its cache, it is
+    the report made when that graph was compiled, with ``from_cache`` set.
     """
+    served_from_cache()
     return _last
 
 

@@ -29,7 +29,7 @@ when pytest is asked to run this package, so unrelated test runs never see them.
 from __future__ import annotations
 
 from .checks import CHECK_NAMES
-from .errors import CheckFailed, CheckSkipped
+from .errors import CheckFailed, CheckSkipped, ProviderUnusable
 from .runner import CheckResult, Report, run
 from .targets import DTYPES, Case, Target, TargetPlan, plan, runnable_providers
 
@@ -40,6 +40,7 @@ __all__ = [
     "CheckFailed",
     "CheckResult",
     "CheckSkipped",
+    "ProviderUnusable",
     "Report",
     "Target",
     "TargetPlan",

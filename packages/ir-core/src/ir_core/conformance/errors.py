@@ -10,3 +10,8 @@ class CheckFailed(AssertionError):
 
 class CheckSkipped(Exception):
     """The check does not apply here; the message says why."""
+
+
+class ProviderUnusable(Exception):
+    """The provider to check has no impl because its plugin is quarantined (or its impls clash
+    with another plugin's): a failure, not a usage error; the message has the reason."""

@@ -17,6 +17,7 @@ import pytest
 
 from ..registry import registry
 from .checks import CHECK_NAMES
+from .errors import ProviderUnusable
 from .targets import Case, TargetPlan, parse_dtypes, plan
 
 _PLANS = pytest.StashKey[list[TargetPlan]]()
@@ -90,6 +91,8 @@ def pytest_configure(config: pytest.Config) -> None:
                 devices=_values(config, "ir_device") or None,
             )
         ]
+    except ProviderUnusable as exc:  # a broken provider is a failure, not a usage error
+        pytest.exit(f"ir-core conformance: {exc}", returncode=pytest.ExitCode.TESTS_FAILED)
     except (KeyError, ValueError) as exc:
         raise pytest.UsageError(f"ir-core conformance: {exc.args[0]}") from None
     config.stash[_PLANS] = plans

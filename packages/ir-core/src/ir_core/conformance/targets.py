@@ -17,7 +17,9 @@ import torch
 
 from ..op import NATIVE, Impl, Op, Sample
 from ..platform import DTYPE_NAMES, device_usable, devices_here, dtype_name, parse_dtypes
+from ..plugins import absence_reason
 from ..registry import registry
+from .errors import ProviderUnusable
 
 __all__ = [
     "DTYPES",
@@ -129,10 +131,14 @@ def plan(
 ) -> list[TargetPlan]:
     """Every target of ``provider`` (optionally only these ops, dtypes and device types).
 
-    Raises KeyError naming the known providers when nobody registered ``provider``.
+    Raises :class:`ProviderUnusable` (``"quarantined: <reason>"``) when its plugin is
+    quarantined, KeyError naming the known providers when nobody registered ``provider``.
     """
     registry.ensure_loaded()
     if provider not in registry.providers():
+        reason = absence_reason(provider)
+        if reason is not None:
+            raise ProviderUnusable(f"provider {provider}: {reason}")
         raise KeyError(
             f"unknown provider {provider!r}; known providers: {', '.join(registry.providers())}"
         )
