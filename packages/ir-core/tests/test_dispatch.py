@@ -1,19 +1,42 @@
-"""Eager dispatch: priority order, declines, caching, isolation, explain and priority_hash."""
+"""Eager dispatch: priority order, declines, caching, isolation, explain and priority_hash.
+
+Every test here runs twice, on the compiled hit path (``ir_core._fastpath``) and on the pure
+Python one (the ``hit_path`` fixture): both must decide exactly alike.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
 import torch
 
 import ir_core
-from ir_core import dispatch, priority
+from ir_core import dispatch, fastpath, priority
 
 NATIVE = ir_core.get_op("rms_norm").native
 X, W = torch.randn(4, 16), torch.randn(16)
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def hit_path(request):
+    """Run each test on both hit paths, each starting with no remembered decision."""
+    if request.param == "compiled" and not fastpath.status().active:
+        pytest.skip(f"the compiled hit path is off here: {fastpath.status().reason}")
+    dispatch._use_compiled(request.param == "compiled")
+    yield request.param
+    dispatch._use_compiled(fastpath.status().active)
+
+
+def rms_norm_paths():
+    """The two hit paths of rms_norm: the compiled Dispatcher (or None) and the Python cache."""
+    paths = next(p for p in dispatch._hit_paths if p.namespace["op"].name == "rms_norm")
+    return paths.compiled, paths.cache
 
 
 class Provider:
@@ -106,17 +129,6 @@ def test_decision_is_cached_per_key(providers):
         assert beta.predicate_calls == 2
 
 
-@pytest.fixture(params=["TensorGuards", "python"])
-def matcher(request, monkeypatch):
-    """Run a test with torch's C++ metadata check and with the Python comparison that stands
-    in for it where a torch lacks it; both must remember exactly the same decisions."""
-    if request.param == "python":
-        monkeypatch.setattr(dispatch, "_TensorGuards", None)
-    dispatch._clear_caches()
-    yield request.param
-    dispatch._clear_caches()
-
-
 @pytest.fixture
 def picky(plugin):
     """A cpu provider that takes only a contiguous x with an fp32 weight."""
@@ -134,20 +146,83 @@ def picky(plugin):
     return made
 
 
-def test_this_torch_checks_metadata_in_cpp():
-    """The hot path's speed rests on torch's TensorGuards; a torch that changed it would fall
-    back to the Python comparison silently, so say so here."""
-    check = dispatch._cpp_check([X, W])
-    assert check is not None
-    assert check(X, W) and check(X.clone(), W.clone())
-    assert not check(X.t().contiguous().t(), W)  # strides
-    assert not check(X, W.double())  # dtype
-    assert not check(X, W[None])  # shape
-    assert not check(X, W.clone().requires_grad_())
-    assert not check(X, 1.0)
+def test_the_compiled_hit_path_is_active_unless_turned_off():
+    """CI builds the extension; a build that silently failed would leave the slow path on."""
+    status = fastpath.status()
+    if os.environ.get(fastpath.ENV_COMPILED) == "0":
+        assert not status.active and "turned off" in status.reason
+    else:
+        assert status.active, status.reason
 
 
-def test_a_remembered_decision_follows_every_tensors_metadata(picky, matcher):
+def test_calls_take_the_hit_path_in_use(hit_path):
+    """Which implementation answered: the compiled one counts its hits, the Python one fills
+    its own cache; the other stays untouched."""
+    compiled, cache = rms_norm_paths()
+    before = compiled.stats()["hits"] if compiled is not None else 0
+    for _ in range(3):
+        torch.testing.assert_close(ir_core.ops.rms_norm(X, W, 1e-6), NATIVE(X, W, 1e-6))
+    if hit_path == "compiled":
+        assert compiled.stats()["hits"] >= before + 2
+        assert not cache
+    else:
+        assert len(cache) == 1
+        assert compiled is None or compiled.stats()["hits"] == before
+
+
+def test_the_environment_turns_the_compiled_path_off():
+    code = (
+        "import torch, ir_core; from ir_core import dispatch, fastpath\n"
+        "x, w = torch.randn(2, 8), torch.randn(8)\n"
+        "assert torch.equal(ir_core.ops.rms_norm(x, w, 1e-6), ir_core.get_op('rms_norm').native(x, w, 1e-6))\n"
+        "print(dispatch.hit_path(), fastpath.status())"
+    )
+    env = {**os.environ, fastpath.ENV_COMPILED: "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("python pure Python (turned off by IR_CORE_COMPILED_DISPATCH=0)")
+
+
+def test_the_extension_reads_what_python_reads():
+    """The compiled key's tensor metadata, read through torch's stable C shim, against torch's
+    Python bindings; what it cannot key (sparse, subclasses) it leaves to the Python path."""
+    if not fastpath.status().active:
+        pytest.skip(fastpath.status().reason)
+    from ir_core import _fastpath
+
+    cases = [*fastpath._samples(), torch.randn(3, 4, 5).permute(2, 0, 1)[1:], X.t()]
+    for t in cases:
+        dim, sizes, strides, _, _, index, grad = fastpath._python_metadata(t)
+        got = _fastpath.metadata(t)
+        assert got[:3] == (dim, sizes, strides) and got[5:] == (index, grad), (t.shape, got)
+    codes = {_fastpath.metadata(torch.empty(1, dtype=d))[3] for d in (torch.float32, torch.bfloat16, torch.float16)}
+    assert len(codes) == 3
+    assert _fastpath.metadata(torch.empty(1))[4] != _fastpath.metadata(torch.empty(1, device="meta"))[4]
+    assert _fastpath.metadata(torch.eye(3).to_sparse()) is None
+
+    class Marked(torch.Tensor):
+        pass
+
+    assert _fastpath.metadata(X.as_subclass(Marked)) is None
+    assert _fastpath.metadata(1.0) is None
+
+
+def test_a_torch_whose_readings_differ_turns_the_extension_off(monkeypatch):
+    """The load-time check: a reading that disagrees with Python's is a reason to stay off."""
+    if not fastpath.status().active:
+        pytest.skip(fastpath.status().reason)
+    from ir_core import _fastpath
+
+    lib = fastpath._libtorch()
+    assert fastpath._check(_fastpath, lib) is None
+    real = fastpath._python_metadata
+    monkeypatch.setattr(
+        fastpath, "_python_metadata", lambda t: (*real(t)[:2], tuple(reversed(real(t)[2])), *real(t)[3:])
+    )
+    assert "reads" in fastpath._check(_fastpath, lib)
+
+
+def test_a_remembered_decision_follows_every_tensors_metadata(picky):
     """Calls that share x's shape and every scalar differ in what the key leaves out: the
     weight's dtype or absence, x's strides, the device. Each gets its own decision, and each
     decision is reused, not re-derived, when the same metadata comes back."""
@@ -171,7 +246,7 @@ def test_a_remembered_decision_follows_every_tensors_metadata(picky, matcher):
         assert picky.kernel_calls == 3
 
 
-def test_a_weight_whose_data_is_swapped_is_decided_again(picky, matcher):
+def test_a_weight_whose_data_is_swapped_is_decided_again(picky):
     weight = W.clone()
     with ir_core.set_priority(rms_norm=["picky"]):
         assert who_ran(ir_core.ops.rms_norm(X, weight, 1e-6), w=weight) == 19.0
@@ -180,21 +255,18 @@ def test_a_weight_whose_data_is_swapped_is_decided_again(picky, matcher):
     assert picky.predicate_calls == 2
 
 
-def test_decisions_under_one_key_are_bounded(picky, matcher, monkeypatch):
-    monkeypatch.setattr(dispatch, "ENTRIES_PER_KEY", 2)
-    # three decisions under one key: X's shape, the same scalars, a weight present
-    calls = [(X, W), (X, W.to(torch.bfloat16)), (torch.randn(16, 4).t(), W)]
-    with ir_core.set_priority(rms_norm=["picky"]):
-        for x, w in calls:
-            ir_core.ops.rms_norm(x, w, 1e-6)
-        assert picky.predicate_calls == 3
-        ir_core.ops.rms_norm(*calls[2], 1e-6)  # kept
-        assert picky.predicate_calls == 3
-        ir_core.ops.rms_norm(*calls[0], 1e-6)  # the oldest, dropped: decided again
-        assert picky.predicate_calls == 4
+def test_remembered_decisions_are_bounded(hit_path):
+    """Past CACHE_LIMIT keys the cache starts over instead of growing with every shape."""
+    compiled, cache = rms_norm_paths()
+    w = torch.randn(2)
+    ir_core.ops.rms_norm(torch.randn(1, 2), w, 1e-6)  # plugins loaded: nothing forgotten below
+    for n in range(1, dispatch.CACHE_LIMIT + 10):
+        ir_core.ops.rms_norm(torch.empty(n, 2), w, 1e-6)
+    held = compiled.stats()["entries"] if hit_path == "compiled" else len(cache)
+    assert 0 < held <= dispatch.CACHE_LIMIT
 
 
-def test_bad_arguments_are_refused_after_a_cached_call(matcher):
+def test_bad_arguments_are_refused_after_a_cached_call():
     ir_core.ops.rms_norm(X, W, 1e-6)
     with pytest.raises(ValueError, match="weight"):
         ir_core.ops.rms_norm(X, torch.randn(8), 1e-6)
@@ -386,4 +458,4 @@ def test_tracebacks_show_the_generated_dispatcher_lines(plugin):
             ir_core.ops.rms_norm(X, W, 1e-6)
     frames = [f for f in traceback.extract_tb(info.tb) if f.filename == "<ir_core.ops.rms_norm>"]
     assert frames and all(f.line for f in frames)
-    assert any("resolve(op, cache, key_of" in f.line for f in frames)
+    assert any("return hit(" in f.line for f in frames)
