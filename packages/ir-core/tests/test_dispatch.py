@@ -195,9 +195,15 @@ def test_the_extension_reads_what_python_reads():
         dim, sizes, strides, _, _, index, grad = fastpath._python_metadata(t)
         got = _fastpath.metadata(t)
         assert got[:3] == (dim, sizes, strides) and got[5:] == (index, grad), (t.shape, got)
-    codes = {_fastpath.metadata(torch.empty(1, dtype=d))[3] for d in (torch.float32, torch.bfloat16, torch.float16)}
+    codes = {
+        _fastpath.metadata(torch.empty(1, dtype=d))[3]
+        for d in (torch.float32, torch.bfloat16, torch.float16)
+    }
     assert len(codes) == 3
-    assert _fastpath.metadata(torch.empty(1))[4] != _fastpath.metadata(torch.empty(1, device="meta"))[4]
+    assert (
+        _fastpath.metadata(torch.empty(1))[4]
+        != _fastpath.metadata(torch.empty(1, device="meta"))[4]
+    )
     assert _fastpath.metadata(torch.eye(3).to_sparse()) is None
 
     class Marked(torch.Tensor):
@@ -217,7 +223,9 @@ def test_a_torch_whose_readings_differ_turns_the_extension_off(monkeypatch):
     assert fastpath._check(_fastpath, lib) is None
     real = fastpath._python_metadata
     monkeypatch.setattr(
-        fastpath, "_python_metadata", lambda t: (*real(t)[:2], tuple(reversed(real(t)[2])), *real(t)[3:])
+        fastpath,
+        "_python_metadata",
+        lambda t: (*real(t)[:2], tuple(reversed(real(t)[2])), *real(t)[3:]),
     )
     assert "reads" in fastpath._check(_fastpath, lib)
 
@@ -459,3 +467,203 @@ def test_tracebacks_show_the_generated_dispatcher_lines(plugin):
     frames = [f for f in traceback.extract_tb(info.tb) if f.filename == "<ir_core.ops.rms_norm>"]
     assert frames and all(f.line for f in frames)
     assert any("return hit(" in f.line for f in frames)
+
+
+# -- hardening: what a predicate answers, exact keys, a kernel's error, compiled frames --------
+
+
+@pytest.mark.parametrize(
+    "answer, shown",
+    [
+        (lambda x: x > 0, "Tensor"),  # many elements: its truth is ambiguous
+        (lambda x: torch.tensor(True), "Tensor"),  # one element: true, but still not a bool
+        (lambda x: None, "NoneType"),
+        (lambda x: 1, "int"),
+        (lambda x: "yes", "str"),
+    ],
+)
+def test_a_predicate_answering_anything_but_a_bool_declines(plugin, answer, shown):
+    odd = Provider("odd_answer", 23.0, accepts=answer)
+    plugin(**odd.hooks())
+    with ir_core.set_priority(rms_norm=["odd_answer"]):
+        assert who_ran(ir_core.ops.rms_norm(X, W, 1e-6)) == 1.0
+        reason = dict(ir_core.explain("rms_norm", X, W, 1e-6).skipped)["odd_answer"]
+    assert reason == f"supports_args returned {shown}, not a bool: declined"
+    assert odd.kernel_calls == 0
+
+
+@pytest.mark.parametrize(
+    "first, second, argument",
+    [
+        ({"epsilon": 1}, {"epsilon": True}, "epsilon"),
+        ({"weight_bias": 0.0}, {"weight_bias": False}, "weight_bias"),
+        ({"variance_size": 32}, {"variance_size": 32.0}, "variance_size"),
+    ],
+)
+def test_an_equal_argument_of_another_type_is_validated_again(first, second, argument):
+    """``True == 1`` and ``32.0 == 32``: a key of values alone would reuse the decision and
+    skip validation; the type is part of the key."""
+    x, w = torch.randn(2, 64), torch.randn(64)
+    for _ in range(2):  # the second call is a hit
+        ir_core.ops.rms_norm(x, w, **{"epsilon": 1e-6, **first})
+    with pytest.raises(TypeError, match=f"ir_core.ops.rms_norm: argument '{argument}'"):
+        ir_core.ops.rms_norm(x, w, **{"epsilon": 1e-6, **second})
+
+
+def test_a_predicate_reading_an_arguments_type_is_asked_again(plugin):
+    """``weight_bias=1`` and ``1.0`` are both valid and equal; a provider may take one only."""
+    floats_only = Provider("floats_only", 29.0)
+    floats_only.supports = lambda x, weight, epsilon, weight_bias=0.0, variance_size=None: (
+        type(weight_bias) is float
+    )
+    plugin(**floats_only.hooks())
+    w = W - 1.0
+    with ir_core.set_priority(rms_norm=["floats_only"]):
+        for _ in range(2):
+            out = ir_core.ops.rms_norm(X, w, 1e-6, weight_bias=1.0)
+            torch.testing.assert_close(out, NATIVE(X, w, 1e-6, 1.0) * 29.0)
+        out = ir_core.ops.rms_norm(X, w, 1e-6, weight_bias=1)
+    torch.testing.assert_close(out, NATIVE(X, w, 1e-6, 1.0))
+
+
+@pytest.fixture
+def failing(plugin):
+    def kernel(
+        x: torch.Tensor,
+        weight: torch.Tensor | None,
+        epsilon: float,
+        weight_bias: float = 0.0,
+        variance_size: int | None = None,
+    ) -> torch.Tensor:
+        raise RuntimeError("illegal memory access")
+
+    def register_impls(registry):
+        registry.register_impl("rms_norm", "crashing", kernel, device_types=("cpu",))
+
+    return plugin(name="crashing_plugin", register_impls=register_impls)
+
+
+def _assert_names_the_culprit(exc: BaseException) -> None:
+    (note,) = exc.__notes__  # once, however many layers it crossed
+    for words in ("rms_norm", "'crashing'", "'crashing_plugin'", "IR_CORE_OP_PRIORITY="):
+        assert words in note, note
+    assert "IR_CORE_DISABLE_PLUGINS=crashing_plugin" in note
+
+
+def test_a_kernel_that_raises_keeps_raising_with_a_note_naming_it(failing):
+    """No silent fallback (a broken kernel would go unnoticed), but the error says where it
+    comes from and how to run without it; on a miss and on a hit alike."""
+    with ir_core.set_priority(rms_norm=["crashing"]):
+        for _ in range(2):
+            with pytest.raises(RuntimeError, match="illegal memory access") as info:
+                ir_core.ops.rms_norm(X, W, 1e-6)
+            _assert_names_the_culprit(info.value)
+        with pytest.raises(RuntimeError, match="illegal memory access") as info:
+            torch.ops.ir_core.rms_norm(X, W, 1e-6)
+        _assert_names_the_culprit(info.value)
+        bound = ir_core.bind("rms_norm", X, W, 1e-6)
+        for _ in range(2):
+            with pytest.raises(RuntimeError, match="illegal memory access") as info:
+                bound(X, W, 1e-6)
+            _assert_names_the_culprit(info.value)
+
+
+def test_a_sparse_argument_is_a_clear_error():
+    sparse = X.to_sparse()
+    with pytest.raises(TypeError) as info:
+        ir_core.ops.rms_norm(sparse, W, 1e-6)
+    assert str(info.value) == (
+        "ir_core.ops.rms_norm: argument 'x' must be a dense (strided) tensor, "
+        "got layout torch.sparse_coo"
+    )
+    with pytest.raises(TypeError, match="argument 'weight' must be a dense"):
+        ir_core.ops.rms_norm(X, W.to_sparse(), 1e-6)
+
+
+_COMPILE_THEN_EAGER = """
+import torch, ir_core
+torch._dynamo.config.error_on_recompile = False
+def f(x, w):
+    return ir_core.ops.rms_norm(x, w, 1e-6) * 2
+compiled = torch.compile(f, backend="eager", fullgraph=True)
+x, w = torch.randn(4, 16), torch.randn(16)
+compiled(x, w)
+eager = ir_core.ops.rms_norm(x, w, 1e-6)  # the process's first eager call of the op
+torch._dynamo.config.error_on_recompile = True
+torch.testing.assert_close(compiled(x, w), eager * 2)
+print("no recompile")
+"""
+
+
+def test_an_eager_call_after_compiling_leaves_compiled_frames_valid(hit_path):
+    """Engines compile, then run eager warm-ups, some with error_on_recompile: Dynamo guards
+    on the dispatcher's code, which no call may change. A fresh process, for a first call."""
+    env = {**os.environ, fastpath.ENV_COMPILED: "1" if hit_path == "compiled" else "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", _COMPILE_THEN_EAGER], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "no recompile"
+
+
+# -- bound call sites --------------------------------------------------------------------------
+
+
+def test_a_bound_call_runs_what_dispatch_selects(providers):
+    with ir_core.set_priority(rms_norm=["decline", "beta", "alpha"]):
+        bound = ir_core.bind(ir_core.ops.rms_norm, X, W, 1e-6)
+        assert bound.provider == "beta" and bound.kernel == providers["beta"].kernel
+        for _ in range(3):
+            assert who_ran(bound(X, W, 1e-6)) == 3.0
+        assert who_ran(bound(x=X, weight=W, epsilon=1e-6)) == 3.0
+        assert providers["beta"].predicate_calls == 1  # bound once, never asked again
+        assert bound.matches(X.clone(), W, 1e-6)
+        assert not bound.matches(X.double(), W, 1e-6)
+        assert not bound.matches(torch.randn(5, 16), W, 1e-6)
+        assert not bound.matches(X, W, 1)  # an int epsilon: another key
+    assert not bound.matches(X, W, 1e-6)  # outside the scope it was bound in
+    assert bound.__name__ == "rms_norm" and bound.op == "rms_norm"
+
+
+def test_a_bound_call_selects_again_when_priorities_change(providers):
+    bound = ir_core.bind("rms_norm", X, W, 1e-6)
+    assert bound.provider == "native"
+    ir_core.configure({"rms_norm": ["alpha"]})
+    assert who_ran(bound(X, W, 1e-6)) == 2.0
+    assert bound.provider == "alpha"
+    with ir_core.set_priority(rms_norm=["beta"]):  # another scope
+        assert who_ran(bound(X, W, 1e-6)) == 3.0
+    assert who_ran(bound(X, W, 1e-6)) == 2.0
+    ir_core.configure(None)
+    assert who_ran(bound(X, W, 1e-6)) == 1.0
+
+
+def test_a_bound_call_sees_plugins_come_and_go(plugin):
+    bound = ir_core.bind("rms_norm", X, W, 1e-6)
+    late = Provider("late_bound", 31.0)
+    record = plugin(platform_priority=lambda platform: {"rms_norm": ["late_bound"]}, **late.hooks())
+    assert who_ran(bound(X, W, 1e-6)) == 31.0
+    ir_core.unregister_plugin(record.name)
+    assert who_ran(bound(X, W, 1e-6)) == 1.0
+
+
+def test_bind_validates_its_example():
+    with pytest.raises(ValueError, match=r"ir_core\.ops\.rms_norm: argument 'weight'"):
+        ir_core.bind("rms_norm", X, torch.randn(8), 1e-6)
+    with pytest.raises(TypeError, match="not an op"):
+        ir_core.bind(len, X, W, 1e-6)
+
+
+def test_a_bound_call_records_the_ir_op_under_compile(providers):
+    bound = ir_core.bind("rms_norm", X, W, 1e-6)
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    compiled = torch.compile(lambda x, w: bound(x, w, 1e-6), backend=backend, fullgraph=True)
+    with ir_core.set_priority(rms_norm=["alpha"]):
+        assert who_ran(compiled(X, W)) == 2.0  # the torch op dispatches eagerly in the graph
+    targets = [n.target for n in graphs[-1].graph.nodes if n.op == "call_function"]
+    assert torch.ops.ir_core.rms_norm.default in targets
