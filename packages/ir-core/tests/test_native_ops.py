@@ -239,3 +239,18 @@ def test_a_negative_zero_weight_only_flips_the_sign_of_a_zero():
     assert torch.equal(
         _bits(got[:, [0, 1, 2, 4, 5, 6, 7]]), _bits(expected[:, [0, 1, 2, 4, 5, 6, 7]])
     )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_native_differentiates_like_the_spelled_out_formula(dtype):
+    """The backward of torch.ops.ir_core differentiates native: its in-place and ``out=``
+    shortcuts must leave autograd what the formula gives it."""
+    g = torch.Generator().manual_seed(3)
+    x0, w0 = torch.randn(3, 64, generator=g).to(dtype), torch.randn(64, generator=g).to(dtype)
+    grads = []
+    for fn in (ir_core.get_op("rms_norm").native, lambda *a: _spelled_out("rms_norm", a)):
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        fn(x, w, 1e-6, 0.0, None).float().square().sum().backward()
+        grads.append((x.grad, w.grad))
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)

@@ -2,8 +2,10 @@
 
 Each op gets one generated function with the op's own signature, ``ir_core.ops.<name>``. Its
 body never changes, so a frame Dynamo compiled around it stays valid whatever eager calls come
-later: under tracing (``torch.compiler.is_compiling()``) it records ``torch.ops.ir_core.<name>``;
-otherwise it hands every argument, positionally, to the op's hit path.
+later. Under tracing it records ``torch.ops.ir_core.<name>``: Dynamo folds
+``is_dynamo_compiling()`` to True, and non-strict ``torch.export`` sets the flag behind
+``torch.compiler.is_compiling()``, read directly (half the cost of calling it). Otherwise it
+hands every argument, positionally, to the op's hit path.
 
 The hit path remembers each decision under a key of everything ``supports_args`` may read: the
 priority scope; the type, layout, device, dtype, shape, strides and requires_grad of every
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from torch.compiler import is_compiling
+from torch.compiler import is_dynamo_compiling
 
 from . import fastpath, priority
 from .op import NATIVE, Impl, Op
@@ -299,7 +301,7 @@ def make_dispatcher(op: Op) -> Callable[..., Any]:
     call = ", ".join(p.name for p in op.params)
     source = f"""
 def dispatch({call}):
-    if is_compiling():  # Dynamo, non-strict torch.export: record the op
+    if is_dynamo_compiling() or compiler._is_compiling_flag:  # Dynamo, torch.export
         return traced({call})
     return hit({call})
 {_TRACED.format(call=call)}
@@ -322,7 +324,8 @@ def resolve({call}):
 """
     cache: dict[Any, tuple[Callable[..., Any], str]] = {}
     namespace: dict[str, Any] = {
-        "is_compiling": is_compiling,
+        "is_dynamo_compiling": is_dynamo_compiling,
+        "compiler": torch.compiler,
         "op": op,
         "cache": cache,
         "scope": priority.current_scope.get,
@@ -395,7 +398,7 @@ def bind(op: str | Op | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Cal
     call = ", ".join(p.name for p in target.params)
     source = f"""
 def bound({call}):
-    if is_compiling():
+    if is_dynamo_compiling() or compiler._is_compiling_flag:
         return traced({call})
     if token is generation[0] and scope() is bound_scope:
         try:
@@ -407,7 +410,8 @@ def bound({call}):
 {_TRACED.format(call=call)}"""
     key_of = next(p.namespace["key_of"] for p in _hit_paths if p.namespace["op"] is target)
     namespace: dict[str, Any] = {
-        "is_compiling": is_compiling,
+        "is_dynamo_compiling": is_dynamo_compiling,
+        "compiler": torch.compiler,
         "op": target,
         "generation": _generation,
         "scope": priority.current_scope.get,

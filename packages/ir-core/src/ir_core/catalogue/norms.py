@@ -48,8 +48,8 @@ def _normalize(
         scale = weight.float() + weight_bias
     else:
         scale = weight if weight.dtype in _WIDENED_EXACTLY else weight.float()
-    if dtype in _ROUNDED_IN_KERNEL:
-        return torch.mul(out, scale, out=torch.empty_like(out, dtype=dtype))
+    if dtype in _ROUNDED_IN_KERNEL and not (out.requires_grad or scale.requires_grad):
+        return torch.mul(out, scale, out=torch.empty_like(out, dtype=dtype))  # no autograd
     return out.mul_(scale).to(dtype)
 
 
