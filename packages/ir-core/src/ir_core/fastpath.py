@@ -22,6 +22,7 @@ misreading memory.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,8 +147,8 @@ def _check(module: Any, lib: ctypes.CDLL) -> str | None:
 def _load() -> tuple[Any, Status]:
     if os.environ.get(ENV_COMPILED, "1").strip().lower() in ("0", "false", "no", "off"):
         return None, Status(False, f"turned off by {ENV_COMPILED}={os.environ[ENV_COMPILED]}")
-    try:
-        from . import _fastpath  # the compiled extension: absent where it could not be built
+    try:  # the compiled extension: absent where it could not be built (not a layer: no code)
+        _fastpath = importlib.import_module(f"{__package__}._fastpath")
     except ImportError as exc:
         return None, Status(False, f"extension ir_core._fastpath not loaded: {exc}")
     try:
