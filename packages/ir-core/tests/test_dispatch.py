@@ -654,3 +654,52 @@ def test_a_bound_call_records_the_ir_op_under_compile(providers):
         assert who_ran(compiled(X, W)) == 2.0  # the torch op dispatches eagerly in the graph
     targets = [n.target for n in graphs[-1].graph.nodes if n.op == "call_function"]
     assert torch.ops.ir_core.rms_norm.default in targets
+
+
+def scaled(x: torch.Tensor, mode: str, factor: int, dtype: torch.dtype) -> torch.Tensor:
+    """A test op whose scalars are a str, an int and a dtype."""
+    return (x * float(factor)).to(dtype)
+
+
+def test_every_scalar_kind_is_keyed_exactly(plugin, hit_path):
+    """Interned strings and dtypes are keyed by identity, ints by value; an equal string built
+    at run time, or an int beyond 64 bits, goes to the Python path: the same decision."""
+    asked = []
+
+    def fast_only(x, mode, factor, dtype):
+        asked.append((mode, factor, dtype))
+        return mode == "fast" and factor < 2**62
+
+    def doubled(x: torch.Tensor, mode: str, factor: int, dtype: torch.dtype) -> torch.Tensor:
+        return scaled(x, mode, factor, dtype) * 2
+
+    def register_ops(registry):
+        registry.register_op(scaled, name="test_scaled")
+
+    def register_impls(registry):
+        registry.register_impl(
+            "test_scaled", "doubler", doubled, device_types=("cpu",), supports_args=fast_only
+        )
+
+    plugin(register_ops=register_ops, register_impls=register_impls)
+    op = ir_core.ops.test_scaled
+    x = torch.ones(3)
+    built = "".join(["fa", "st"])  # equal to "fast", not the interned object
+    with ir_core.set_priority(test_scaled=["doubler"]):
+        cases = [
+            ("fast", 3, torch.float32, 6.0),
+            ("slow", 3, torch.float32, 3.0),
+            (built, 3, torch.float32, 6.0),
+            ("fast", 3, torch.float16, 6.0),
+            ("fast", 2**70, torch.float64, float(2**70)),
+        ]
+        for _ in range(2):
+            for mode, factor, dtype, expected in cases:
+                out = op(x, mode, factor, dtype)
+                assert out.dtype == dtype and out[0].item() == expected, (mode, factor, dtype)
+    kept = [c for c in asked if c[1] < 2**62 and c[0] is not built]
+    assert len(kept) == 3  # "fast"/fp32, "slow", "fast"/fp16: each asked once
+    if hit_path == "compiled":
+        compiled = next(p for p in dispatch._hit_paths if p.namespace["op"].name == "test_scaled")
+        stats = compiled.compiled.stats()
+        assert stats["fallbacks"] == 4 and stats["hits"] == 3
