@@ -183,6 +183,26 @@ def test_the_environment_turns_the_compiled_path_off():
     assert out.stdout.startswith("python pure Python (turned off by IR_CORE_COMPILED_DISPATCH=0)")
 
 
+def test_without_the_extension_the_status_says_why(monkeypatch):
+    """A wheel built without a compiler, or a platform with no binary: import works, the
+    Python path runs, and doctor's line says why."""
+    real = fastpath.importlib.import_module
+
+    def import_module(name, *args):
+        if name == "ir_core._fastpath":
+            raise ImportError("no module named ir_core._fastpath")
+        return real(name, *args)
+
+    monkeypatch.setattr(fastpath.importlib, "import_module", import_module)
+    module, status = fastpath._load()
+    assert module is None and not status.active
+    assert (
+        status.reason == "extension ir_core._fastpath not loaded: no module named ir_core._fastpath"
+    )
+    monkeypatch.setenv(fastpath.ENV_COMPILED, "off")
+    assert fastpath._load()[1].reason == "turned off by IR_CORE_COMPILED_DISPATCH=off"
+
+
 def test_the_extension_reads_what_python_reads():
     """The compiled key's tensor metadata, read through torch's stable C shim, against torch's
     Python bindings; what it cannot key (sparse, subclasses) it leaves to the Python path."""
