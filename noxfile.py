@@ -75,6 +75,12 @@ def lint(session: nox.Session) -> None:
     )
 
 
+WHEEL_CHECK = (
+    "import ir_core, ir_core.fastpath as f; s = f.status(); print('eager dispatch:', s); "
+    "assert s.active, s"
+)
+
+
 @nox.session
 def wheels(session: nox.Session) -> None:
     """Build every package's wheel, install them (not editable) in a fresh env, list providers."""
@@ -89,6 +95,8 @@ def wheels(session: nox.Session) -> None:
     session.log("built: " + ", ".join(Path(p).name for p in built))
     _install_torch(session)
     session.install("-c", CONSTRAINTS, *built)
+    # ir-core's wheel carries its compiled dispatch extension, and it loads on this torch
+    session.run("python", "-c", WHEEL_CHECK)
     session.run("ir-core", "list-providers", "--json")
     session.run("ir-core", "list-providers")
 

@@ -23,6 +23,9 @@ def test_doctor_json_sections(capsys):
     data = json.loads(out)
     assert code == 0 and data["ok"] is True and data["problems"] == []
     assert data["versions"]["torch"] == torch.__version__
+    status = ir_core.fastpath.status()
+    assert data["versions"]["dispatch"] == str(status)  # which hit path, and why
+    assert data["versions"]["dispatch_compiled"] is status.active
     assert data["platform"]["name"] == "cpu" and data["platform"]["source"] == "torch"
     assert data["platform"]["devices"][0]["type"] == "cpu"
     plugins = {p["name"]: p for p in data["plugins"]}

@@ -153,3 +153,104 @@ def test_sample_clone_copes_with_expanded_tensors():
     row = torch.randn(1, 16).expand(4, 16)  # stride 0: one memory location per column
     copy = Sample((row, None, 1e-6)).clone()
     assert torch.equal(copy.args[0], row) and copy.args[0].data_ptr() != row.data_ptr()
+
+
+# -- the native path without identity work computes what the spelled-out formula computes ------
+
+
+def _spelled_out_normalize(xf, weight, epsilon, weight_bias, variance_size):
+    """The fp32 formula as docs/contract.md spells it (ir-core's native body before it dropped
+    the work that changes nothing): kept here as the bit-for-bit reference."""
+    xv = xf if variance_size is None else xf[..., :variance_size]
+    out = xf * torch.rsqrt(xv.pow(2).mean(dim=-1, keepdim=True) + epsilon)
+    if weight is not None:
+        out = out * (weight.float() + weight_bias)
+    return out
+
+
+def _spelled_out(op, args):
+    if op == "rms_norm":
+        x, w, eps, bias, vs = args
+        return _spelled_out_normalize(x.float(), w, eps, bias, vs).to(x.dtype)
+    if op == "fused_add_rms_norm":
+        x, r, w, eps, bias, vs = args
+        s = x.float() + r.float()
+        return _spelled_out_normalize(s, w, eps, bias, vs).to(x.dtype), s.to(r.dtype)
+    a, aw, b, bw, ae, be = args
+    return (
+        _spelled_out_normalize(a.float(), aw, ae, 0.0, None).to(a.dtype),
+        _spelled_out_normalize(b.float(), bw, be, 0.0, None).to(b.dtype),
+    )
+
+
+def _bits(t):
+    return t.view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()])
+
+
+def _identity_cases():
+    g = torch.Generator().manual_seed(7)
+    shapes = [(1, 8), (1, 4096), (64, 4096), (3, 127), (2, 3, 64), (0, 64), (5, 1)]
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        for shape in shapes:
+            h = shape[-1]
+            x = (torch.randn(shape, generator=g) * 3).to(dtype)
+            for w_dtype in {dtype, torch.float32, torch.bfloat16, torch.float64}:
+                w = torch.randn(h, generator=g).to(w_dtype)
+                yield f"{dtype} {shape} w {w_dtype}", x, w, 0.0, None
+                yield f"{dtype} {shape} w {w_dtype} bias 1", x, w, 1.0, None
+            yield f"{dtype} {shape} no weight", x, None, 0.0, None
+            if h >= 2:
+                yield f"{dtype} {shape} variance_size", x, torch.randn(h).to(dtype), 0.0, h // 2
+        wide = (torch.randn(4, 100, generator=g) * 3).to(dtype)
+        yield f"{dtype} strided rows", wide[:, 10:74], torch.randn(64).to(dtype), 0.0, None
+        yield f"{dtype} transposed", wide[:, :64].t(), torch.randn(4).to(dtype), 0.0, None
+
+
+@pytest.mark.parametrize("op", ["rms_norm", "fused_add_rms_norm", "dual_rms_norm"])
+def test_native_is_bit_for_bit_the_spelled_out_formula(op):
+    """Dropping ``+ 0.0``, no-op ``.float()`` copies, the slice and separate roundings must not
+    move a single bit of the hidden states (weights without -0.0: see ``_normalize``)."""
+    native = ir_core.get_op(op).native
+    checked = 0
+    for label, x, w, bias, vs in _identity_cases():
+        if op == "rms_norm":
+            args = (x, w, 1e-6, bias, vs)
+        elif op == "fused_add_rms_norm":
+            args = (x, torch.randn(x.shape).to(x.dtype), w, 1e-6, bias, vs)
+        elif w is None or bias or vs:
+            continue
+        else:
+            b = x[..., : max(1, x.shape[-1] // 3)]
+            args = (x, w, b, torch.randn(b.shape[-1]).to(w.dtype), 1e-6, 1e-5)
+        got, expected = native(*args), _spelled_out(op, args)
+        for g_, e_ in zip(*(t if isinstance(t, tuple) else (t,) for t in (got, expected))):
+            assert g_.dtype == e_.dtype and g_.shape == e_.shape and g_.stride() == e_.stride()
+            assert torch.equal(_bits(g_), _bits(e_)), label
+        checked += 1
+    assert checked > 50
+
+
+def test_a_negative_zero_weight_only_flips_the_sign_of_a_zero():
+    x, w = torch.randn(2, 8), torch.randn(8)
+    w[3] = -0.0
+    got = ir_core.get_op("rms_norm").native(x, w, 1e-6)
+    expected = _spelled_out("rms_norm", (x, w, 1e-6, 0.0, None))
+    assert torch.equal(got, expected)  # equal values
+    assert torch.equal(
+        _bits(got[:, [0, 1, 2, 4, 5, 6, 7]]), _bits(expected[:, [0, 1, 2, 4, 5, 6, 7]])
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_native_differentiates_like_the_spelled_out_formula(dtype):
+    """The backward of torch.ops.ir_core differentiates native: its in-place and ``out=``
+    shortcuts must leave autograd what the formula gives it."""
+    g = torch.Generator().manual_seed(3)
+    x0, w0 = torch.randn(3, 64, generator=g).to(dtype), torch.randn(64, generator=g).to(dtype)
+    grads = []
+    for fn in (ir_core.get_op("rms_norm").native, lambda *a: _spelled_out("rms_norm", a)):
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        fn(x, w, 1e-6, 0.0, None).float().square().sum().backward()
+        grads.append((x.grad, w.grad))
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)

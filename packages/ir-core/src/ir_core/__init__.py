@@ -10,7 +10,7 @@ from __future__ import annotations
 from . import ops
 from .catalogue import OP_API
 from .compile import compile_report
-from .dispatch import Explanation, explain
+from .dispatch import Explanation, bind, explain
 from .hookspecs import API_VERSION, hookimpl
 from .op import Impl, Op, Sample
 from .plugins import PluginLoadError, load_plugins, register_plugin, unregister_plugin
@@ -31,6 +31,7 @@ __all__ = [
     "RegistrationError",
     "Registry",
     "Sample",
+    "bind",
     "compile_report",
     "configure",
     "explain",

@@ -1,28 +1,38 @@
 """Eager dispatch: ``ir_core.ops.<name>(...)`` picks an impl and calls it.
 
-The hot path is one generated function per op with the op's own signature. A decision is
-remembered under a key of what is cheap to read (the priority scope, the first tensor's shape,
-which optional tensors are None, every non-tensor argument) together with a matcher that checks
-everything else predicates may read -- the type, device, dtype, shape, strides and
-requires_grad of every tensor -- in one call into C++ (torch's ``TensorGuards``, the check
-Dynamo's guards were built on). A hit costs one dict lookup and that check; validation,
-availability checks and ``supports_args`` run only on a miss.
+Each op gets one generated function with the op's own signature, ``ir_core.ops.<name>``. Its
+body never changes, so a frame Dynamo compiled around it stays valid whatever eager calls come
+later. Under tracing it records ``torch.ops.ir_core.<name>``: Dynamo folds
+``is_dynamo_compiling()`` to True, and non-strict ``torch.export`` sets the flag behind
+``torch.compiler.is_compiling()``, read directly (half the cost of calling it). Otherwise it
+hands every argument, positionally, to the op's hit path.
 
-Why this split: reading a tensor's metadata through torch's Python bindings costs 50-200 ns a
-field here, so a key holding every field of two tensors costs about as much as the whole budget
-(1 µs); the C++ check reads them all in about 150 ns. The first tensor's shape stays in the key
-so that calls alternating between shapes (hidden-state norms, then q/k norms) each find their
-own entry instead of evicting each other. Where ``TensorGuards`` is missing (a future torch) or
-refuses a tensor, the same metadata is compared in Python: slower, equally exact.
+The hit path remembers each decision under a key of everything ``supports_args`` may read: the
+priority scope; the type, layout, device, dtype, shape, strides and requires_grad of every
+tensor; the type and value of every other argument (``True``, ``1`` and ``1.0`` are three keys,
+as are ``32`` and ``32.0``). A hit is one lookup and the kernel's call; validation, availability
+checks and predicates run only on a miss. It has two implementations that decide alike:
+
+- compiled (``ir_core._fastpath``, see :mod:`ir_core.fastpath`): the key is read through torch's
+  stable C shim into an array of integers, with no Python attribute access;
+- pure Python: the same key as a tuple read through torch's Python bindings (a few hundred
+  nanoseconds per tensor); it runs where the extension is not loaded, and for the calls the
+  extension does not key (tensor subclasses, scalar types other than None, bool, int, float,
+  interned str and torch.dtype).
 
 Why generated: a generic ``*args`` wrapper that loops over parameters costs several hundred
-nanoseconds more per call; the generated body is what one would write by hand for each op.
-A new token count is a miss, but a miss per shape is paid once for all layers of a model, and
-exact metadata makes every validation and predicate answer exact.
+nanoseconds more per call; the generated body is what one would write by hand for each op. A new
+token count is a miss, but a miss per shape is paid once for all layers of a model, and exact
+metadata makes every validation and predicate answer exact.
+
+A kernel that raises keeps raising -- falling back silently would hide a broken kernel -- with a
+note naming the op, the provider, its plugin and how to leave it out. :func:`bind` is the
+per-call-site variant for engines that call an op with the same metadata every step.
 """
 
 from __future__ import annotations
 
+import itertools
 import linecache
 import sys
 from collections.abc import Callable, Sequence
@@ -30,35 +40,60 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from torch.compiler import is_compiling
+from torch.compiler import is_dynamo_compiling
 
-from . import priority
-from .op import NATIVE, Op
+from . import fastpath, priority
+from .op import NATIVE, Impl, Op
 from .registry import get_op, registry
-
-try:  # C++ metadata checks; absent or changed in some future torch, then Python compares
-    from torch._C._dynamo.guards import TensorGuards as _TensorGuards
-except ImportError:  # pragma: no cover - every torch ir-core supports has it
-    _TensorGuards = None
 
 #: Keys per op before the cache is dropped and rebuilt (bounds memory when shapes vary a lot).
 CACHE_LIMIT = 4096
-#: Decisions kept under one key (metadata the key leaves out: dtypes, strides, devices...).
-ENTRIES_PER_KEY = 8
 
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
-#: One remembered decision: a matcher taking the op's tensor arguments, and the kernel.
-Entry = tuple[Callable[..., bool], Callable[..., Any]]
-_caches: list[dict[Any, tuple[Entry, ...]]] = []
+
+@dataclass
+class _HitPaths:
+    """One op's two hit paths and the namespace of its generated code."""
+
+    namespace: dict[str, Any]
+    python: Callable[..., Any]
+    compiled: Callable[..., Any] | None
+    cache: dict[Any, tuple[Callable[..., Any], str]]
 
 
-def _clear_caches() -> None:
-    for cache in _caches:
-        cache.clear()
+_hit_paths: list[_HitPaths] = []
+#: Replaced whenever decisions are forgotten: what a bound call compares to know it still holds.
+_generation: list[object] = [object()]
+_bound_count = itertools.count()
+_compiled_wanted = True
 
 
-priority.on_change(_clear_caches)
+def _forget() -> None:
+    _generation[0] = object()
+    for paths in _hit_paths:
+        paths.cache.clear()
+        if paths.compiled is not None:
+            paths.compiled.forget()
+
+
+priority.on_change(_forget)
+
+
+def hit_path() -> str:
+    """``"compiled"`` when eager dispatch runs ``ir_core._fastpath``, else ``"python"``."""
+    return "compiled" if _compiled_wanted and fastpath.status().active else "python"
+
+
+def _use_compiled(wanted: bool) -> None:
+    """Switch every dispatcher between the two hit paths (tests and benchmarks run both)."""
+    global _compiled_wanted
+    if wanted and not fastpath.status().active:
+        raise RuntimeError(f"the compiled hit path is off: {fastpath.status().reason}")
+    _compiled_wanted = wanted
+    for paths in _hit_paths:
+        paths.namespace["hit"] = paths.compiled if wanted else paths.python
+    _forget()
 
 
 @dataclass
@@ -136,178 +171,293 @@ def explain(op: str | Op, *args: Any, device_type: str | None = None, **kwargs: 
     return select(target, bound, device_type=device_type)
 
 
-def _resolve(
-    op: Op,
-    cache: dict[Any, tuple[Entry, ...]],
-    key_of: Callable[..., Any],
-    args: tuple[Any, ...],
-) -> Callable[..., Any]:
-    """The miss path: validate, select, remember under ``key_of(*args)`` with a matcher."""
+# -- deciding a miss, and the note a failing kernel's error gets ------------------------------
+
+
+def failure_note(op: Op, impl: Impl) -> str:
+    """What an error raised by ``impl`` is told: which op and impl, and how to do without it."""
+    if impl.provider == NATIVE:
+        return f"ir_core: raised by the native impl of {op.name} (the op's own semantics)"
+    others = ",".join(p for p in priority.resolve(op.name) if p != impl.provider)
+    hint = f"IR_CORE_OP_PRIORITY='{op.name}={others}' (a list ending in native is the whole order)"
+    if impl.plugin is None:
+        where = "registered outside any plugin"
+    else:
+        where = f"from plugin '{impl.plugin}'"
+        hint += f", or disable the plugin: IR_CORE_DISABLE_PLUGINS={impl.plugin}"
+    return (
+        f"ir_core: raised by provider '{impl.provider}' ({where}) running {op.name}; "
+        f"to run without it: {hint}"
+    )
+
+
+def _annotate(exc: BaseException, note: str) -> None:
+    """Add ``note`` to ``exc`` once (an error can cross two dispatches: torch op, then ours)."""
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: not a kernel's failure
+        return
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list) and note in notes:
+        return
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)
+    else:  # pragma: no cover - Python 3.10 keeps notes, its tracebacks do not print them
+        exc.__notes__ = [*(notes or ()), note]
+
+
+def _select_impl(op: Op, args: tuple[Any, ...]) -> Impl:
+    """The miss path of both hit paths and of bound calls: validate, then select."""
     registry.ensure_loaded()
-    if op.dispatcher in _pending_fast_paths and "torch._dynamo" in sys.modules:
-        _enable_fast_path(op.dispatcher)
     op.validate(args)
     if type(args[anchor_index(op)]) not in _PLAIN_TENSOR_TYPES:
         # FakeTensor, FunctionalTensor, DTensor...: the native semantics is plain torch and
         # runs on all of them; vendor kernels would not. Tracing is not a hot path: no caching.
-        return op.impls[NATIVE].fn
-    fn = op.impls[select(op, args).provider].fn
-    try:
-        key = key_of(*args)
-        kept = cache.get(key, ())[-(ENTRIES_PER_KEY - 1) :]
-    except Exception:  # an argument that cannot be part of a key: decide again next time
-        return fn
-    matches = _matcher([args[i] for i, p in enumerate(op.params) if p.is_tensor])
-    if matches is None:
-        return fn
-    if len(cache) >= CACHE_LIMIT:
-        cache.clear()
-    cache[key] = (*kept, (matches, fn))
-    return fn
+        return op.impls[NATIVE]
+    return op.impls[select(op, args).provider]
 
 
-def _matcher(tensors: list[torch.Tensor | None]) -> Callable[..., bool] | None:
-    """A check that the tensors of a later call have the metadata these have; None if their
-    metadata cannot be read (sparse layouts: such calls are decided every time).
-
-    It takes every tensor parameter in order; the key already fixes which optional ones are
-    None, so only the others are compared.
-    """
-    present = [t for t in tensors if t is not None]
-    check = _cpp_check(present) or _python_check(present)
-    if check is None or len(present) == len(tensors):
-        return check
-    keep = [i for i, t in enumerate(tensors) if t is not None]
-    return lambda *given: check(*[given[i] for i in keep])
+def _decide(op: Op, args: tuple[Any, ...]) -> tuple[Callable[..., Any], str]:
+    """``(kernel, note)``: what a hit calls, and what the kernel's error is told."""
+    impl = _select_impl(op, args)
+    return impl.fn, failure_note(op, impl)
 
 
-def _cpp_check(tensors: list[torch.Tensor]) -> Callable[..., bool] | None:
-    """torch's C++ check of type, dispatch keys (device; inference mode), dtype, shape,
-    strides and requires_grad; it returns False for anything that is not a tensor."""
-    if _TensorGuards is None:
-        return None
-    try:
-        return _TensorGuards(
-            *tensors,
-            dynamic_dims_sizes=[list(t.shape) for t in tensors],
-            dynamic_dims_strides=[list(t.stride()) for t in tensors],
-        ).check
-    except Exception:  # a layout it refuses (sparse, nested...)
-        return None
-
-
-def _python_check(tensors: list[torch.Tensor]) -> Callable[..., bool] | None:
-    """The same comparison in Python: about a microsecond slower for two tensors."""
-    try:
-        expected = [_layout(t) for t in tensors]
-    except Exception:  # no strides to read
-        return None
-
-    def check(*given: torch.Tensor) -> bool:
+def _python_miss(
+    op: Op,
+    cache: dict[Any, tuple[Callable[..., Any], str]],
+    key_of: Callable[..., Any],
+    args: tuple[Any, ...],
+) -> tuple[Callable[..., Any], str]:
+    """Decide, then remember under ``key_of(*args)`` unless some tensor is not a plain one or
+    the decisions were forgotten meanwhile (another thread changed priorities)."""
+    generation = _generation[0]
+    decision = _decide(op, args)
+    plain = all(
+        a is None or type(a) in _PLAIN_TENSOR_TYPES for a, p in zip(args, op.params) if p.is_tensor
+    )
+    if plain and generation is _generation[0]:
         try:
-            return [_layout(t) for t in given] == expected
-        except Exception:  # not a tensor: not a match
-            return False
-
-    return check
-
-
-def _layout(t: torch.Tensor) -> tuple[Any, ...]:
-    return (type(t), t.device, t.dtype, t.shape, t.stride(), t.requires_grad)
+            if len(cache) >= CACHE_LIMIT:
+                cache.clear()
+            cache[key_of(*args)] = decision
+        except Exception:  # an argument that cannot be part of a key: decide again next time
+            pass
+    return decision
 
 
-def make_dispatcher(op: Op) -> Callable[..., Any]:
-    """Generate ``ir_core.ops.<op.name>``; see the module docstring for why.
+# -- the generated code ------------------------------------------------------------------------
 
-    Two bodies are generated. The first checks ``is_compiling()`` on every call so that Dynamo,
-    tracing a model, records ``torch.ops.ir_core.<name>`` instead of the eager machinery. Once
-    Dynamo is imported, a miss registers that behaviour with Dynamo itself
-    (``torch.compiler.substitute_in_graph``) and swaps in the second body, which reads the flag
-    behind ``is_compiling()`` directly (set by non-strict ``torch.export``) instead of calling
-    it: the dispatcher object stays the same, so references users hold keep working. A frame
-    Dynamo compiled before the swap recompiles once (Dynamo guards on the code object).
-    What Dynamo traces reads ``ir_core.priority.priority_key``, so a compiled graph is
-    guarded on the priority it was lowered under and recompiles when it changes. The generated
-    source is registered with :mod:`linecache`, so tracebacks and pdb show its lines.
-    """
-    call = ", ".join(p.name for p in op.params)
-    tensors = ", ".join(p.name for p in op.params if p.is_tensor)
-    key_parts = ["scope()", f"{op.params[anchor_index(op)].name}.shape"]
+
+def _key_source(op: Op) -> str:
+    """The pure-Python key: the same facts as the compiled one, as a tuple."""
+    parts = ["scope()"]
     for p in op.params:
-        if p.is_tensor and p.optional:
-            key_parts.append(f"{p.name} is None")
-        elif not p.is_tensor:
-            key_parts.append(p.name)
-    key = f"({', '.join(key_parts)},)"
-    lookup = f"""
-    try:
-        entries = cache[{key}]
-    except Exception:  # a miss, or an argument that cannot be part of a key
-        entries = ()
-    for matches, fn in entries:
-        if matches({tensors}):
-            return fn({call})
-    return resolve(op, cache, key_of, ({call},))({call})
-"""
-    source = f"""
-def guarded({call}):
-    if is_compiling():
-        return traced({call})
-{lookup}
+        if p.is_tensor:
+            n = p.name
+            # no layout: stride() raises for every layout but strided, so none of them is keyed
+            meta = f"(type({n}), {n}.device, {n}.dtype, {n}.shape, {n}.stride(), {n}.requires_grad)"
+            parts.append(f"None if {n} is None else {meta}" if p.optional else meta)
+        else:
+            parts += [f"type({p.name})", p.name]
+    return f"({', '.join(parts)},)"
 
-def fast({call}):
-    if compiler._is_compiling_flag:  # non-strict torch.export: record the op, as Dynamo does
-        return traced({call})
-{lookup}
 
+def _kinds(op: Op) -> str:
+    return "".join(("o" if p.optional else "t") if p.is_tensor else "s" for p in op.params)
+
+
+def _finish(fn: Callable[..., Any], op: Op, defaults: tuple[Any, ...] | None) -> None:
+    fn.__code__ = fn.__code__.replace(co_name=op.name)  # tracebacks show the op's name
+    fn.__defaults__ = defaults
+    fn.__name__ = fn.__qualname__ = op.name
+    fn.__module__ = "ir_core.ops"
+
+
+def _exec(source: str, filename: str, namespace: dict[str, Any]) -> None:
+    # as attrs does for the classes it generates: mtime None keeps checkcache() from dropping it
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+
+
+def _defaults(op: Op) -> tuple[Any, ...] | None:
+    found = tuple(p.default for p in op.signature.parameters.values() if p.default is not p.empty)
+    return found or None
+
+
+_TRACED = """
 def traced({call}):
     if not guard.priority_key:  # makes Dynamo guard on the priority: see ir_core.priority
         raise RuntimeError("ir_core: no priority key")
     return op.torch_op({call})
+"""
+
+
+def make_dispatcher(op: Op) -> Callable[..., Any]:
+    """Generate ``ir_core.ops.<op.name>`` and its two hit paths; see the module docstring.
+
+    What Dynamo traces reads ``ir_core.priority.priority_key``, so a compiled graph is guarded
+    on the priority it was lowered under and recompiles when it changes. The generated source
+    is registered with :mod:`linecache`, so tracebacks and pdb show its lines.
+    """
+    call = ", ".join(p.name for p in op.params)
+    source = f"""
+def dispatch({call}):
+    if is_dynamo_compiling() or compiler._is_compiling_flag:  # Dynamo, torch.export
+        return traced({call})
+    return hit({call})
+{_TRACED.format(call=call)}
+def python_hit({call}):
+    try:
+        kernel, note = cache[{_key_source(op)}]
+    except Exception:  # a miss, or an argument that cannot be part of a key
+        kernel, note = miss(op, cache, key_of, ({call},))
+    try:
+        return kernel({call})
+    except Exception as exc:
+        annotate(exc, note)
+        raise
 
 def key_of({call}):
-    return {key}
+    return {_key_source(op)}
+
+def resolve({call}):
+    return decide(op, ({call},))
 """
-    cache: dict[Any, tuple[Entry, ...]] = {}
-    _caches.append(cache)
+    cache: dict[Any, tuple[Callable[..., Any], str]] = {}
     namespace: dict[str, Any] = {
-        "is_compiling": is_compiling,
+        "is_dynamo_compiling": is_dynamo_compiling,
         "compiler": torch.compiler,
         "op": op,
         "cache": cache,
         "scope": priority.current_scope.get,
-        "resolve": _resolve,
+        "miss": _python_miss,
+        "decide": _decide,
+        "annotate": _annotate,
         "guard": priority,
     }
-    filename = f"<ir_core.ops.{op.name}>"
-    # as attrs does for the classes it generates: mtime None keeps checkcache() from dropping it
-    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-    exec(compile(source, filename, "exec"), namespace)
-    defaults = tuple(
-        p.default for p in op.signature.parameters.values() if p.default is not p.empty
+    _exec(source, f"<ir_core.ops.{op.name}>", namespace)
+    defaults = _defaults(op)
+    for name in ("dispatch", "traced", "python_hit"):
+        _finish(namespace[name], op, defaults)
+    compiled = fastpath.make_dispatcher(
+        _kinds(op),
+        priority.current_scope,
+        namespace["resolve"],
+        namespace["python_hit"],
+        _annotate,
+        CACHE_LIMIT,
     )
-    for fn in (namespace["guarded"], namespace["fast"], namespace["traced"]):
-        fn.__code__ = fn.__code__.replace(co_name=op.name)  # tracebacks show the op's name
-        fn.__defaults__ = defaults or None
-        fn.__name__ = fn.__qualname__ = op.name
-        fn.__module__ = "ir_core.ops"
-    dispatcher = namespace["guarded"]
+    namespace["hit"] = (
+        compiled if compiled is not None and _compiled_wanted else namespace["python_hit"]
+    )
+    _hit_paths.append(_HitPaths(namespace, namespace["python_hit"], compiled, cache))
+    dispatcher = namespace["dispatch"]
     dispatcher.__doc__ = op.native.__doc__
     dispatcher.__annotations__ = dict(op.hints)
     dispatcher.__wrapped__ = op.native  # so inspect.signature shows the op's signature
-    _pending_fast_paths[dispatcher] = (namespace["fast"].__code__, namespace["traced"])
     return dispatcher
 
 
-#: Dispatchers still running their guarded body: dispatcher -> (fast body, Dynamo polyfill).
-_pending_fast_paths: dict[Callable[..., Any], tuple[Any, Callable[..., Any]]] = {}
+# -- bound call sites --------------------------------------------------------------------------
 
 
-def _enable_fast_path(dispatcher: Callable[..., Any]) -> None:
-    """Hand compile-time tracing to Dynamo and drop the per-call ``is_compiling`` check."""
-    fast_code, traced = _pending_fast_paths.pop(dispatcher)
-    try:
-        torch.compiler.substitute_in_graph(dispatcher, skip_signature_check=True)(traced)
-    except Exception:  # a torch without this hook keeps the guarded body, which is correct
-        return
-    dispatcher.__code__ = fast_code
+def _op_of(op: str | Op | Callable[..., Any]) -> Op:
+    if isinstance(op, str):
+        return get_op(op)
+    if isinstance(op, Op):
+        return op
+    for paths in _hit_paths:
+        if paths.namespace["dispatch"] is op:
+            return paths.namespace["op"]
+    raise TypeError(f"not an op, an op's name or ir_core.ops.<name>: {op!r}")
+
+
+def bind(op: str | Op | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Callable[..., Any]:
+    """The impl dispatch selects for these example arguments, bound to one call site.
+
+    ``rms = ir_core.bind("rms_norm", x, weight, 1e-6)`` (the op by name, ``Op`` or
+    ``ir_core.ops.<name>``) returns a function with the op's signature that calls the selected
+    kernel after a check of a few tens of nanoseconds: that no priority, plugin or impl changed
+    since it was bound, and that it runs under the same ``set_priority`` scope. When the check
+    fails it selects again, for the arguments of that call, and binds to the new choice.
+    ``rms.kernel`` is the kernel itself (no check at all), ``rms.provider`` its provider,
+    ``rms.matches(*args, **kwargs)`` whether a call's metadata is the bound one, for assertions
+    in tests and debug builds.
+
+    A bound call runs exactly what ``ir_core.ops.<op>`` would as long as its arguments have the
+    metadata of those it was bound with -- for every tensor the same type, layout, device,
+    dtype, shape, strides and requires_grad; every other argument equal and of the same type.
+    That is the caller's promise and is not checked (``matches`` checks it): call
+    ``ir_core.ops.<op>`` where it changes from call to call (a token count that varies). What
+    the check covers: ``set_priority``, ``configure``, plugins loaded or removed, impls
+    registered. ``IR_CORE_OP_PRIORITY`` edited after the first dispatch is seen, as by
+    dispatch, when something else changes. Under ``torch.compile`` a bound call records the IR
+    op, as ``ir_core.ops.<op>`` does.
+    """
+    target = _op_of(op)
+    example = target.bind(args, kwargs)
+    call = ", ".join(p.name for p in target.params)
+    source = f"""
+def bound({call}):
+    if is_dynamo_compiling() or compiler._is_compiling_flag:
+        return traced({call})
+    if token is generation[0] and scope() is bound_scope:
+        try:
+            return kernel({call})
+        except Exception as exc:
+            annotate(exc, note)
+            raise
+    return rebind(({call},))({call})
+{_TRACED.format(call=call)}"""
+    key_of = next(p.namespace["key_of"] for p in _hit_paths if p.namespace["op"] is target)
+    namespace: dict[str, Any] = {
+        "is_dynamo_compiling": is_dynamo_compiling,
+        "compiler": torch.compiler,
+        "op": target,
+        "generation": _generation,
+        "scope": priority.current_scope.get,
+        "annotate": _annotate,
+        "guard": priority,
+    }
+    _exec(source, f"<ir_core.bind {target.name} #{next(_bound_count)}>", namespace)
+    bound = namespace["bound"]
+    defaults = _defaults(target)
+    for name in ("bound", "traced"):
+        _finish(namespace[name], target, defaults)
+
+    def rebind(call_args: tuple[Any, ...]) -> Callable[..., Any]:
+        generation = _generation[0]
+        impl = _select_impl(target, call_args)
+        note = failure_note(target, impl)
+        try:
+            key = key_of(*call_args)
+        except Exception:  # no exact key (e.g. symbolic shapes): never matches
+            key = None
+        namespace.update(
+            kernel=impl.fn, note=note, token=generation, bound_scope=priority.current_scope.get()
+        )
+        bound.kernel, bound.provider, bound.key = impl.fn, impl.provider, key
+        return _annotated(impl.fn, note)
+
+    def matches(*call_args: Any, **call_kwargs: Any) -> bool:
+        try:
+            return key_of(*target.bind(call_args, call_kwargs)) == bound.key
+        except Exception:  # not even the op's arguments
+            return False
+
+    namespace["rebind"] = rebind
+    bound.op, bound.matches = target.name, matches
+    bound.__doc__ = target.native.__doc__
+    bound.__wrapped__ = target.native
+    rebind(example)
+    return bound
+
+
+def _annotated(kernel: Callable[..., Any], note: str) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        try:
+            return kernel(*args)
+        except Exception as exc:
+            _annotate(exc, note)
+            raise
+
+    return call

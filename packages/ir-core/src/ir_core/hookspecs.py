@@ -96,9 +96,10 @@ def register_impls(registry: Registry) -> None:
     - ``device_types``: the torch device types (``"cuda"``, ``"xpu"``, ``"cpu"``, ...) the kernel
       runs on. ``"cuda"`` covers ROCm, as in torch.
     - ``supports_args``: an optional predicate with the op's parameters returning a plain
-      ``bool``. It may read dtypes, devices, shapes, strides and non-tensor arguments, never
-      tensor values; it must accept FakeTensors and symbolic shapes. Its answer is cached per
-      dispatch key (the type, device, dtype, shape, strides and requires_grad of every tensor;
+      ``bool`` (anything else -- a tensor, None, 1 -- declines, with that reason). It may read
+      dtypes, devices, shapes, strides and non-tensor arguments, never tensor values; it must
+      accept FakeTensors and symbolic shapes. Its answer is cached per dispatch key (the type,
+      device, dtype, shape, strides and requires_grad of every tensor; the type and value of
       every other argument), so it is evaluated once per distinct key and must not depend on
       anything else: not on the storage offset or data-pointer alignment (a kernel that needs
       aligned rows checks that when it runs, and copies or falls back there).

@@ -189,9 +189,13 @@ class Impl:
             supported = self.supports_args(*args)
         except Exception as exc:  # a faulty predicate declines; it must not break the call
             return f"supports_args raised {type(exc).__name__}: {exc}"
-        if not supported:
+        if supported is True:
+            return None
+        if supported is False:
             return "supports_args declined these arguments"
-        return None
+        # a tensor (whose truth may be ambiguous or data-dependent), None, 1, a numpy bool...:
+        # the contract is a plain bool, and guessing what else meant yes would be a silent risk
+        return f"supports_args returned {type(supported).__name__}, not a bool: declined"
 
     def __repr__(self) -> str:
         return f"<Impl {self.op_name}:{self.provider}>"
@@ -288,16 +292,23 @@ class Op:
     def validate(self, args: Sequence[Any]) -> None:
         """Raise TypeError/ValueError naming the op and the argument for bad input.
 
-        The generic part checks that tensor parameters hold tensors; the op's own ``validate``
-        checks dtypes and shapes. Runs once per dispatch key, never on a cache hit.
+        The generic part checks that tensor parameters hold dense tensors; the op's own
+        ``validate`` checks dtypes and shapes. Runs once per dispatch key, never on a cache hit.
         """
         for p, value in zip(self.params, args):
-            if p.is_tensor and not isinstance(value, torch.Tensor):
+            if not p.is_tensor:
+                continue
+            if not isinstance(value, torch.Tensor):
                 if value is None and p.optional:
                     continue
                 raise TypeError(
                     f"ir_core.ops.{self.name}: argument '{p.name}' must be a torch.Tensor"
                     f"{' or None' if p.optional else ''}, got {type(value).__name__}"
+                )
+            if value.layout != torch.strided:  # sparse, nested: no strides for a kernel to walk
+                raise TypeError(
+                    f"ir_core.ops.{self.name}: argument '{p.name}' must be a dense (strided) "
+                    f"tensor, got layout {value.layout}"
                 )
         if self._validate is not None:
             self._validate(*args)

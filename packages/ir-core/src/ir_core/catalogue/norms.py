@@ -17,6 +17,11 @@ import torch.nn.functional as F
 
 from ..op import Sample
 
+#: Weight dtypes that a product with an fp32 tensor widens to fp32 exactly, as ``.float()`` does.
+_WIDENED_EXACTLY = (torch.float32, torch.bfloat16, torch.float16)
+#: Output dtypes a product of fp32 tensors can be rounded to in the same kernel (``out=``).
+_ROUNDED_IN_KERNEL = (torch.bfloat16, torch.float16)
+
 
 def _normalize(
     xf: torch.Tensor,
@@ -24,13 +29,31 @@ def _normalize(
     epsilon: float,
     weight_bias: float,
     variance_size: int | None,
+    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """RMSNorm of an fp32 tensor, in fp32: the shared body of every norm op."""
+    """RMSNorm of an fp32 tensor, computed in fp32 and rounded once to ``dtype``: the shared
+    body of every norm op.
+
+    It is ``(xf * rsqrt(mean(xf ** 2) + eps) * (weight.float() + bias)).to(dtype)`` without the
+    work that leaves the result unchanged, because this is what runs eagerly on CPU and as the
+    fallback everywhere: no slice without ``variance_size``; no ``+ bias`` when the bias is
+    zero; no ``weight.float()`` copy of a 16-bit or fp32 weight (the fp32 product widens it
+    exactly); the temporaries updated in place; the last product rounded to a 16-bit ``dtype``
+    as it is written instead of by a separate ``.to``. The one bit that can differ from the
+    spelled-out formula: a weight element of -0.0 with a zero bias gives a zero of the other
+    sign (``-0.0 + 0.0`` is ``+0.0``); it compares equal.
+    """
     xv = xf if variance_size is None else xf[..., :variance_size]
-    out = xf * torch.rsqrt(xv.pow(2).mean(dim=-1, keepdim=True) + epsilon)
-    if weight is not None:
-        out = out * (weight.float() + weight_bias)
-    return out
+    out = xf * xv.pow(2).mean(dim=-1, keepdim=True).add_(epsilon).rsqrt_()
+    if weight is None:
+        return out.to(dtype)
+    if weight_bias:
+        scale = weight.float() + weight_bias
+    else:
+        scale = weight if weight.dtype in _WIDENED_EXACTLY else weight.float()
+    if dtype in _ROUNDED_IN_KERNEL and not (out.requires_grad or scale.requires_grad):
+        return torch.mul(out, scale, out=torch.empty_like(out, dtype=dtype))  # no autograd
+    return out.mul_(scale).to(dtype)
 
 
 def rms_norm(
@@ -47,7 +70,7 @@ def rms_norm(
     or ``None`` for no scaling; ``weight_bias=1.0`` is Gemma's ``1 + weight``;
     ``variance_size`` takes the variance over the first ``variance_size`` channels only.
     """
-    return _normalize(x.float(), weight, epsilon, weight_bias, variance_size).to(x.dtype)
+    return _normalize(x.float(), weight, epsilon, weight_bias, variance_size, x.dtype)
 
 
 def fused_add_rms_norm(
@@ -64,7 +87,7 @@ def fused_add_rms_norm(
     norm is of the fp32 sum (not of the rounded ``residual_out``), in ``x``'s dtype.
     """
     s = x.float() + residual.float()
-    out = _normalize(s, weight, epsilon, weight_bias, variance_size).to(x.dtype)
+    out = _normalize(s, weight, epsilon, weight_bias, variance_size, x.dtype)
     return out, s.to(residual.dtype)
 
 
@@ -81,8 +104,8 @@ def dual_rms_norm(
     MLA normalizes its q and kv latents back to back; a kernel can do both in one launch.
     """
     return (
-        _normalize(a.float(), a_weight, a_epsilon, 0.0, None).to(a.dtype),
-        _normalize(b.float(), b_weight, b_epsilon, 0.0, None).to(b.dtype),
+        _normalize(a.float(), a_weight, a_epsilon, 0.0, None, a.dtype),
+        _normalize(b.float(), b_weight, b_epsilon, 0.0, None, b.dtype),
     )
 
 

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 
 import ir_core
-from ir_core import plugins
+from ir_core import fastpath, plugins
 from ir_core.conformance import run as run_conformance
 from ir_core.conformance import runnable_providers
 from ir_core.platform import ENV_PLATFORM, current_platform, detect, device_usable, platform_device
@@ -140,11 +140,22 @@ class VersionsSection(Section):
     torch: str
     python: str
     os: str
+    #: The eager dispatch hit path: compiled (ir_core._fastpath) or pure Python, and why.
+    dispatch: str
+    dispatch_compiled: bool
 
     def render(self) -> list[str]:
         return [
             f"ir-core {self.ir_core} (op api {self.op_api}, plugin api {self.plugin_api})"
-            f"  torch {self.torch}  python {self.python}  {self.os}"
+            f"  torch {self.torch}  python {self.python}  {self.os}",
+            f"eager dispatch: {self.dispatch}",
+        ]
+
+    def notes(self) -> list[str]:
+        if self.dispatch_compiled or fastpath.ENV_COMPILED in self.dispatch:
+            return []
+        return [
+            f"eager dispatch runs its pure-Python hit path (slower, same choices): {self.dispatch}"
         ]
 
 
@@ -156,6 +167,8 @@ def _versions() -> VersionsSection:
         torch=torch.__version__,
         python=sys.version.split()[0],
         os=f"{pyplatform.system()} {pyplatform.machine()}",
+        dispatch=str(fastpath.status()),
+        dispatch_compiled=fastpath.status().active,
     )
 
 

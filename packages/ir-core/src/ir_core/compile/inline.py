@@ -140,10 +140,13 @@ class Inliner:
 
         from torch._dispatch.python import enable_python_dispatcher
 
+        # functionalized: an impl may update its own temporaries in place (the native norms
+        # do, to save eager allocations); the post-grad graph must stay free of mutations
+        traceable = torch.func.functionalize(body, remove="mutations")
         fake_mode = detect_fake_mode(examples)
         with fake_mode or contextlib.nullcontext(), enable_python_dispatcher():
             examples = _distinct(examples)
-            return make_fx(body, self._decomposition_table(), tracing_mode="real")(*examples)
+            return make_fx(traceable, self._decomposition_table(), tracing_mode="real")(*examples)
 
     def _decomposition_table(self) -> dict[Any, Any]:
         """Inductor's table when Inductor is present (the graph is for it), else core ATen."""
