@@ -137,7 +137,7 @@ def gated_rms_norm(
     silu_gate = F.silu(gate.float())
     xf = x.float() if norm_before_gate else x.float() * silu_gate
     groups = xf.reshape(*xf.shape[:-1], h // k, k)
-    out = _normalize(groups, None, epsilon, 0.0, None).reshape(xf.shape)
+    out = _normalize(groups, None, epsilon, 0.0, None, torch.float32).reshape(xf.shape)
     out = out * (weight.float() + weight_bias)
     if norm_before_gate:
         out = out * silu_gate

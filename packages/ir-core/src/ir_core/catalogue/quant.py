@@ -203,7 +203,7 @@ def rms_norm_fp8_quant_static(
     moves a value across at most one rounding boundary of the fp8 grid (whose steps are 2^-3
     relative): the codes differ by at most one fp8 step, where they differ at all.
     """
-    y = _normalize(x.float(), weight, epsilon, weight_bias, None)
+    y = _normalize(x.float(), weight, epsilon, weight_bias, None, torch.float32)
     return _quantize(y, scale.reshape(()), dtype)
 
 
@@ -225,7 +225,9 @@ def fused_add_rms_norm_fp8_quant_static(
     :func:`rms_norm_fp8_quant_static`).
     """
     s = x.float() + residual.float()
-    q = _quantize(_normalize(s, weight, epsilon, weight_bias, None), scale.reshape(()), dtype)
+    q = _quantize(
+        _normalize(s, weight, epsilon, weight_bias, None, torch.float32), scale.reshape(()), dtype
+    )
     return q, s.to(residual.dtype)
 
 
@@ -245,7 +247,7 @@ def rms_norm_fp8_quant_dynamic(
     may differ by up to half an ulp of x's dtype (2^-11 / 2^-8 relative) and the codes by one
     fp8 step; the dequantized values stay within one fp8 step of each other.
     """
-    y = _normalize(x.float(), weight, epsilon, weight_bias, None)
+    y = _normalize(x.float(), weight, epsilon, weight_bias, None, torch.float32)
     scale = _dynamic_scale(y, True, scale_ub, dtype)
     return _quantize(y, scale, dtype), scale
 
@@ -266,7 +268,7 @@ def fused_add_rms_norm_fp8_quant_dynamic(
     :func:`rms_norm_fp8_quant_dynamic`, and ``residual_out`` is bitwise equal.
     """
     s = x.float() + residual.float()
-    y = _normalize(s, weight, epsilon, weight_bias, None)
+    y = _normalize(s, weight, epsilon, weight_bias, None, torch.float32)
     scale = _dynamic_scale(y, True, scale_ub, dtype)
     return _quantize(y, scale, dtype), scale, s.to(residual.dtype)
 
@@ -289,7 +291,7 @@ def rms_norm_fp8_quant_group(
     may get the neighbouring power of two (a factor of 2, the codes halved or doubled with it),
     so compare such groups by their dequantized values, which stay within one fp8 step.
     """
-    y = _normalize(x.float(), weight, epsilon, weight_bias, None)
+    y = _normalize(x.float(), weight, epsilon, weight_bias, None, torch.float32)
     return _group_quantize(y, group_size, column_major_scales, scale_ue8m0, dtype)
 
 
