@@ -94,11 +94,15 @@ class Value:
 
     value: Any
     source: str
+    #: The setting's key (for :attr:`origin`).
+    key: str = field(default="", compare=False)
 
     @property
     def origin(self) -> str:
         """The source as error messages name it: the env var alone, ``key in PATH:LINE``."""
-        return self.source.removeprefix("env ").removeprefix("file ")
+        if self.source.startswith("file "):
+            return f"{self.key} in {self.source.removeprefix('file ')}"
+        return self.source.removeprefix("env ")
 
 
 @dataclass(frozen=True)
@@ -356,15 +360,15 @@ def lookup(key: str) -> Value:
     """``key``'s effective value: ``configure`` > env > config file > default (not for
     ``priority``, whose precedence is per op)."""
     if key in _configured:
-        return Value(_configured[key], "configure")
+        return Value(_configured[key], "configure", key)
     env = ENV_OF[key]
     text = os.environ.get(env, "") if env else ""
     if text.strip():
-        return Value(_FROM_ENV[key](env, text), f"env {env}")
+        return Value(_FROM_ENV[key](env, text), f"env {env}", key)
     found = config_file()
     if key in found.values:
-        return Value(found.values[key], f"file {found.where(key)}")
-    return Value(_DEFAULTS[key], "default")
+        return Value(found.values[key], f"file {found.where(key)}", key)
+    return Value(_DEFAULTS[key], "default", key)
 
 
 def set_configured(key: str, value: Any) -> None:
