@@ -251,7 +251,8 @@ def load_plugins() -> None:
         if _state is _LOADING:  # only the loading thread gets here (a hook dispatching an op)
             return
         if _state is _UNLOADED:
-            strict_mode = strict()  # reads the config file: a bad one fails before any load
+            config.config_file()  # a bad config file fails here, before any plugin code runs
+            strict_mode = strict()
             _state = _LOADING
             try:
                 _load_installed()

@@ -60,7 +60,7 @@ _resolved: dict[tuple[Scope, str], tuple[str, ...]] = {}
 _env_cache: tuple[str, PriorityMap] | None = None
 _file_cache: tuple[config.ConfigFile, PriorityMap] | None = None
 #: The env vars resolution depends on, as last seen: an edit means resolving again.
-_seen_env: tuple[str, str, str] = ("", "", "")
+_seen_env: tuple[str, ...] = ("", "", "")
 _listeners: list[Callable[[], None]] = []
 _warned: set[str] = set()
 logger = logging.getLogger("ir_core")
@@ -238,7 +238,7 @@ def _watch_env() -> None:
     global _seen_env
     seen = tuple(os.environ.get(name, "") for name in _WATCHED)
     if seen != _seen_env:
-        _seen_env = seen  # type: ignore[assignment]
+        _seen_env = seen
         changed()
 
 
