@@ -137,6 +137,8 @@ def test_the_accessor_for_require_and_every_source(write, monkeypatch):
     assert current.sources["require"] == f"file {path}:1"
     assert current.strict is False and current.sources["strict"] == "env IR_CORE_STRICT_PLUGINS"
     assert current.reference is False and current.sources["reference"] == "default"
+    with pytest.raises(KeyError, match="no setting 'priority'"):
+        config.lookup("priority")  # per op: priority.origin
 
 
 @pytest.mark.parametrize(

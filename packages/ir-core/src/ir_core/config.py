@@ -359,6 +359,8 @@ _DEFAULTS: dict[str, Any] = {
 def lookup(key: str) -> Value:
     """``key``'s effective value: ``configure`` > env > config file > default (not for
     ``priority``, whose precedence is per op)."""
+    if key not in _DEFAULTS:
+        raise KeyError(f"no setting {key!r}; settings: {', '.join(_DEFAULTS)}")
     if key in _configured:
         return Value(_configured[key], "configure", key)
     env = ENV_OF[key]
