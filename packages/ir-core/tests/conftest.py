@@ -34,5 +34,6 @@ def plugin() -> Iterator[Any]:
 @pytest.fixture(autouse=True)
 def _clean_priority_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests set priorities explicitly; an inherited environment must not leak in."""
-    for var in ("IR_CORE_OP_PRIORITY", "IR_CORE_PLATFORM", "IR_CORE_STRICT_PLUGINS"):
+    names = ("IR_CORE_OP_PRIORITY", "IR_CORE_PLATFORM", "IR_CORE_STRICT_PLUGINS")
+    for var in (*names, "IR_CORE_REFERENCE", "IR_CORE_CONFIG"):
         monkeypatch.delenv(var, raising=False)

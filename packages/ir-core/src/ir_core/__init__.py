@@ -7,9 +7,10 @@ The layers below this public face, and where each thing lives, are in docs/archi
 
 from __future__ import annotations
 
-from . import ops
+from . import config, ops
 from .catalogue import OP_API
 from .compile import compile_report
+from .config import ConfigError
 from .dispatch import Explanation, bind, explain
 from .hookspecs import API_VERSION, hookimpl
 from .op import Impl, Op, Sample
@@ -23,6 +24,7 @@ __op_api__ = OP_API
 
 __all__ = [
     "API_VERSION",
+    "ConfigError",
     "Explanation",
     "Impl",
     "Op",
@@ -33,6 +35,7 @@ __all__ = [
     "Sample",
     "bind",
     "compile_report",
+    "config",
     "configure",
     "explain",
     "get_op",

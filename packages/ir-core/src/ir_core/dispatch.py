@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 import torch
 from torch.compiler import is_dynamo_compiling
 
-from . import fastpath, priority
+from . import config, fastpath, priority
 from .op import NATIVE, Impl, Op
 from .registry import get_op, registry
 
@@ -156,7 +156,13 @@ def select(
         if reason is None:
             return Explanation(op.name, provider, order, skipped)
         skipped.append((provider, reason))
-    skipped += [(p, Explanation.NOT_IN_PRIORITY) for p in op.impls if p not in order]
+    mode = config.reference()
+    why = (
+        f"reference mode ({mode.source}): every op runs native"
+        if mode.value
+        else Explanation.NOT_IN_PRIORITY
+    )
+    skipped += [(p, why) for p in op.impls if p not in order]
     return Explanation(op.name, NATIVE, order, skipped)
 
 

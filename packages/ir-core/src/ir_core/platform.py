@@ -1,9 +1,10 @@
 """Which platform this process runs on, which devices it can use, and the dtypes users name.
 
-The platform decides the plugins' default priorities. ``IR_CORE_PLATFORM`` overrides; else the
-first plugin whose ``detect_platform`` hook answers (an out-of-tree device such as ``npu``);
-else torch tells ``rocm``, ``cuda``, ``xpu`` or ``cpu``. The hooks' answers reach this module
-through :func:`set_claims_source`, which the plugin layer calls: this module never imports it.
+The platform decides the plugins' default priorities. ``IR_CORE_PLATFORM`` overrides, else the
+config file's ``platform``; else the first plugin whose ``detect_platform`` hook answers (an
+out-of-tree device such as ``npu``); else torch tells ``rocm``, ``cuda``, ``xpu`` or ``cpu``.
+The hooks' answers reach this module through :func:`set_claims_source`, which the plugin layer
+calls: this module never imports it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 import torch
 
+from . import config
 from .registry import registry
 
-ENV_PLATFORM = "IR_CORE_PLATFORM"
+ENV_PLATFORM = config.ENV_PLATFORM
 
 #: The dtype names the command line and the conformance kit accept.
 DTYPE_NAMES: dict[str, torch.dtype] = {
@@ -75,11 +77,15 @@ def detect_from_torch() -> str:
 
 
 def detect() -> tuple[str, str]:
-    """``(platform, how it was decided)``; hooks and torch are asked once per plugin set."""
+    """``(platform, how it was decided)``: ``IR_CORE_PLATFORM``, ``file PATH:LINE`` (the config
+    file), a hook or ``torch``; hooks and torch are asked once per plugin set."""
     global _detected
     override = os.environ.get(ENV_PLATFORM, "").strip()
     if override:
         return override, ENV_PLATFORM
+    chosen = config.lookup("platform")
+    if chosen.value:
+        return chosen.value, chosen.source
     registry.ensure_loaded()  # first: loading forgets what was detected before
     if _detected is None:
         _detected = detect_from_torch(), "torch"

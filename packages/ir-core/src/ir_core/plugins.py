@@ -36,7 +36,6 @@ never import this module.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import traceback
@@ -47,15 +46,15 @@ from typing import Any
 import importlib_metadata
 import pluggy
 
-from . import hookspecs, platform, priority
+from . import config, hookspecs, platform, priority
 from .hookspecs import API_VERSION
 from .op import NATIVE
 from .registry import registry
 
 ENTRY_POINT_GROUP = "ir_core.plugins"
-ENV_ALLOW = "IR_CORE_PLUGINS"
-ENV_DENY = "IR_CORE_DISABLE_PLUGINS"
-ENV_STRICT = "IR_CORE_STRICT_PLUGINS"
+ENV_ALLOW = config.ENV_ALLOW
+ENV_DENY = config.ENV_DENY
+ENV_STRICT = config.ENV_STRICT
 
 #: A plugin whose import and hooks take longer than this (seconds) is warned about at load.
 SLOW_LOAD_S = 2.0
@@ -132,13 +131,9 @@ manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
 manager.add_hookspecs(hookspecs)
 
 
-def _env_list(name: str) -> set[str] | None:
-    text = os.environ.get(name, "").strip()
-    return {n.strip() for n in text.split(",") if n.strip()} if text else None
-
-
 def strict() -> bool:
-    return os.environ.get(ENV_STRICT, "").strip().lower() in {"1", "true", "yes", "on"}
+    """Strict mode: ``IR_CORE_STRICT_PLUGINS``, else the config file's ``strict``."""
+    return bool(config.lookup("strict").value)
 
 
 def entry_points() -> list[importlib_metadata.EntryPoint]:
@@ -162,11 +157,14 @@ def on_load(step: Callable[[], Any]) -> None:
 
 
 def _skip_reason(name: str) -> str | None:
-    allow, deny = _env_list(ENV_ALLOW), _env_list(ENV_DENY)
-    if allow is not None and name not in allow:
-        return f"not in {ENV_ALLOW}"
-    if deny is not None and name in deny:
-        return f"in {ENV_DENY}"
+    """Why plugin ``name`` is not loaded: the allow-list (``IR_CORE_PLUGINS``, else the config
+    file's ``plugins``) leaves it out, or the deny-list (``IR_CORE_DISABLE_PLUGINS``, else
+    ``disable-plugins``) names it."""
+    allow, deny = config.lookup("plugins"), config.lookup("disable-plugins")
+    if allow.value is not None and name not in allow.value:
+        return f"not in {allow.origin}"
+    if deny.value is not None and name in deny.value:
+        return f"in {deny.origin}"
     return None
 
 
@@ -243,7 +241,8 @@ def load_plugins() -> None:
     the loading thread, sees the registry as loaded so far). With ``IR_CORE_STRICT_PLUGINS=1``
     (read when the load runs) a load in which any plugin failed raises
     :class:`PluginLoadError`, and so does every later call: the process never goes on with
-    part of its plugins.
+    part of its plugins. The config file is read first, before any plugin code runs: a bad
+    one raises :class:`ir_core.config.ConfigError` and nothing is loaded.
     """
     global _state, _failure
     if _state is _LOADED and _failure is None:
@@ -252,6 +251,8 @@ def load_plugins() -> None:
         if _state is _LOADING:  # only the loading thread gets here (a hook dispatching an op)
             return
         if _state is _UNLOADED:
+            config.config_file()  # a bad config file fails here, before any plugin code runs
+            strict_mode = strict()
             _state = _LOADING
             try:
                 _load_installed()
@@ -262,7 +263,7 @@ def load_plugins() -> None:
                 _state = _UNLOADED
                 raise
             _state = _LOADED
-            if strict():
+            if strict_mode:
                 _failure = _strict_message(list(_records.values()))
         if _failure is not None:
             raise PluginLoadError(_failure)

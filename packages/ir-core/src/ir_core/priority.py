@@ -1,11 +1,13 @@
 """Which providers an op tries, in what order, and where that order comes from.
 
 Sources, strongest first (docs/contract.md, "Priorities"): ``set_priority`` (a contextvar, so
-thread- and task-local) > ``configure(priority=...)`` > ``IR_CORE_OP_PRIORITY`` > the merged
-``platform_priority`` hooks > ``native``. The strongest user source that names an op gives its
-leading providers; plugin defaults follow without duplicates; ``native`` is always the last
-resort. The plugin defaults reach this module through :func:`set_plugin_defaults`, which the
-plugin layer calls: this module never imports it.
+thread- and task-local) > ``configure(priority=...)`` > ``IR_CORE_OP_PRIORITY`` > the config
+file's ``priority`` table (:mod:`ir_core.config`) > the merged ``platform_priority`` hooks >
+``native``. Reference mode (``IR_CORE_REFERENCE=1``, ``configure(reference=True)``, the file's
+``reference``) overrides them all: every op resolves to ``native`` alone. The strongest user
+source that names an op gives its leading providers; plugin defaults follow without
+duplicates; ``native`` is always the last resort. The plugin defaults reach this module through
+:func:`set_plugin_defaults`, which the plugin layer calls: this module never imports it.
 
 The compile guard lives here too (:data:`priority_key`): the key a compiled graph is guarded
 on, so that a graph lowered under one priority is never run under another.
@@ -22,11 +24,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from . import config
 from .digest import source_digest
 from .op import NATIVE
 from .registry import registry
 
-ENV_PRIORITY = "IR_CORE_OP_PRIORITY"
+ENV_PRIORITY = config.ENV_PRIORITY
 
 PriorityMap = dict[str, tuple[str, ...]]
 
@@ -55,6 +58,9 @@ _scopes: dict[tuple[tuple[str, tuple[str, ...]], ...], Scope] = {}
 _configured: PriorityMap = {}
 _resolved: dict[tuple[Scope, str], tuple[str, ...]] = {}
 _env_cache: tuple[str, PriorityMap] | None = None
+_file_cache: tuple[config.ConfigFile, PriorityMap] | None = None
+#: The env vars resolution depends on, as last seen: an edit means resolving again.
+_seen_env: tuple[str, ...] = ("", "", "")
 _listeners: list[Callable[[], None]] = []
 _warned: set[str] = set()
 logger = logging.getLogger("ir_core")
@@ -173,16 +179,31 @@ def set_priority(
         current_scope.reset(token)
 
 
-def configure(priority: Mapping[str, Sequence[str]] | str | None = None) -> None:
-    """Set process-wide priorities (weaker than ``set_priority``, stronger than the env).
+_UNSET: Any = object()
 
-    ``priority`` is a mapping or a string in the ``IR_CORE_OP_PRIORITY`` format; ``None``
-    clears what an earlier call set.
+
+def configure(
+    priority: Mapping[str, Sequence[str]] | str | None = _UNSET,
+    *,
+    reference: bool | None = _UNSET,
+) -> None:
+    """Set process-wide settings (weaker than ``set_priority``, stronger than env and file).
+
+    ``priority`` is a mapping or a string in the ``IR_CORE_OP_PRIORITY`` format;
+    ``reference=True`` runs ``native`` for every op, eager and compiled. Only the settings
+    named change; ``None`` clears what an earlier call set, and ``configure()`` clears both.
     """
     global _configured
-    if isinstance(priority, str):
-        priority = parse(priority)
-    _configured = normalize(priority or {}, source="configure") if priority else {}
+    if priority is _UNSET and reference is _UNSET:
+        priority = reference = None
+    if reference is not _UNSET:
+        if reference is not None and not isinstance(reference, bool):
+            raise TypeError(f"configure: reference must be True, False or None, got {reference!r}")
+        config.set_configured("reference", reference)
+    if priority is not _UNSET:
+        if isinstance(priority, str):
+            priority = parse(priority)
+        _configured = normalize(priority or {}, source="configure") if priority else {}
     changed()
 
 
@@ -197,20 +218,49 @@ def _env_priorities() -> PriorityMap:
     return _env_cache[1]
 
 
+def _file_priorities() -> PriorityMap:
+    """The config file's ``priority`` table, checked against the registry, each op's errors
+    naming the file and the op's line."""
+    global _file_cache
+    found = config.config_file()
+    if _file_cache is None or _file_cache[0] is not found:
+        table = found.values.get("priority", {})
+        checked: PriorityMap = {}
+        for op, providers in table.items():
+            where = found.where(f"priority.{op}")
+            checked.update(normalize({op: providers}, source=f"{where}: priority"))
+        _file_cache = (found, checked)
+    return _file_cache[1]
+
+
+def _watch_env() -> None:
+    """Resolve again when an env var resolution reads was edited since it was last read."""
+    global _seen_env
+    seen = tuple(os.environ.get(name, "") for name in _WATCHED)
+    if seen != _seen_env:
+        _seen_env = seen
+        changed()
+
+
+_WATCHED = (ENV_PRIORITY, config.ENV_REFERENCE, config.ENV_CONFIG)
+
+
 # -- resolution ------------------------------------------------------------------------------
 
 
 def resolve(op: str, scope: Scope | None = None) -> tuple[str, ...]:
     """The providers ``op`` tries, in order, ending with ``native``."""
     scope = scope or current_scope.get()
-    if _env_cache is not None and os.environ.get(ENV_PRIORITY, "") != _env_cache[0]:
-        changed()  # the env was edited since we read it: nothing resolved from it stands
+    _watch_env()  # the env was edited since we read it: nothing resolved from it stands
     cached = _resolved.get((scope, op))
     if cached is not None:
         return cached
     registry.ensure_loaded()
+    if config.reference().value:
+        _resolved[(scope, op)] = (NATIVE,)
+        return (NATIVE,)
     user: tuple[str, ...] = ()
-    for source in (scope.overrides, _configured, _env_priorities()):
+    for source in (scope.overrides, _configured, _env_priorities(), _file_priorities()):
         if op in source:
             user = source[op]
             break
@@ -220,6 +270,28 @@ def resolve(op: str, scope: Scope | None = None) -> tuple[str, ...]:
         order = order[: order.index(NATIVE) + 1]
     _resolved[(scope, op)] = order
     return order
+
+
+def origin(op: str, scope: Scope | None = None) -> str:
+    """Where :func:`resolve`'s order for ``op`` comes from: ``"set_priority"``,
+    ``"configure"``, ``"env IR_CORE_OP_PRIORITY"``, ``"file PATH:LINE"``, ``"plugin
+    defaults"``, ``"default"`` (native alone), or ``"reference mode (<its source>)"``."""
+    scope = scope or current_scope.get()
+    registry.ensure_loaded()
+    mode = config.reference()
+    if mode.value:
+        return f"reference mode ({mode.source})"
+    named = (
+        ("set_priority", scope.overrides),
+        ("configure", _configured),
+        (f"env {ENV_PRIORITY}", _env_priorities()),
+    )
+    for source, table in named:
+        if op in table:
+            return source
+    if op in _file_priorities():
+        return f"file {config.config_file().where(f'priority.{op}')}"
+    return "plugin defaults" if _plugin_defaults().get(op) else "default"
 
 
 def on_change(listener: Callable[[], None]) -> None:
@@ -236,6 +308,7 @@ def changed() -> None:
 
 
 registry.on_change(changed)  # new impls or ops: resolve again
+config.on_change(changed)  # the config file was read again, or configure() set a setting
 
 
 def priority_hash() -> str:
@@ -246,6 +319,8 @@ def priority_hash() -> str:
     """
     registry.ensure_loaded()
     digest = hashlib.sha256()
+    if config.reference().value:  # native everywhere: never the graph of another mode
+        digest.update(b"reference mode;")
     for op in sorted(registry.ops(), key=lambda o: o.name):
         for provider in resolve(op.name):
             impl = op.impls.get(provider)

@@ -32,6 +32,7 @@ import torch
 
 import ir_core
 from ir_core import fastpath, plugins
+from ir_core.config import reference
 from ir_core.conformance import run as run_conformance
 from ir_core.conformance import runnable_providers
 from ir_core.platform import ENV_PLATFORM, current_platform, detect, device_usable, platform_device
@@ -338,6 +339,8 @@ class OpsSection(Section):
     )
 
     rows: list[dict[str, Any]]
+    #: Where reference mode was switched on ("" when off): every op then runs native.
+    reference: str = ""
 
     def to_json(self) -> list[dict[str, Any]]:
         return self.rows
@@ -345,15 +348,17 @@ class OpsSection(Section):
     def render(self) -> list[str]:
         unlisted = ir_core.Explanation.NOT_IN_PRIORITY
         lines = []
+        if self.reference:
+            lines.append(f"reference mode is on ({self.reference}): every op runs native")
         for row in self.rows:
             lines.append(
                 f"{row['op']} -> {row.get('provider')}  (priority: {', '.join(row['priority'])})"
             )
             skipped = row.get("skipped", [])
             for s in skipped:
-                if s["reason"] != unlisted:
+                if s["reason"] != unlisted and not self.reference:
                     lines += wrapped(f"skipped {s['provider']}: {s['reason']}", indent="    ")
-            outside = [s["provider"] for s in skipped if s["reason"] == unlisted]
+            outside = [s["provider"] for s in skipped if s["reason"] == unlisted or self.reference]
             if outside:
                 lines += wrapped(f"not in its priority: {', '.join(outside)}", indent="    ")
         return lines
@@ -379,7 +384,8 @@ def _ops() -> OpsSection:
             row["provider"], row["skipped"] = None, []
             row["note"] = "the op declares no example inputs"
         rows.append(row)
-    return OpsSection(rows)
+    mode = reference()
+    return OpsSection(rows, mode.source if mode.value else "")
 
 
 @dataclass

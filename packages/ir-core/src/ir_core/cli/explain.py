@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 import ir_core
+from ir_core.config import reference
 from ir_core.platform import device_usable, dtype_name
 
 from .args import EXIT_OK, parse_device, parse_dtype, parse_op, parse_shape
@@ -30,17 +31,21 @@ def run(args: argparse.Namespace) -> int:
     stand_in = not device_usable(device)
     sample = op.example_inputs(n, h, dtype, "meta" if stand_in else device)
     result = ir_core.explain(op, *sample.args, device_type=device.type, **sample.kwargs)
+    mode = reference()
     data = {
         **result.to_dict(),
         "device": str(device),
         "dtype": dtype_name(dtype),
         "shape": [n, h],
         "stand_in_tensors": "meta" if stand_in else None,
+        "reference_mode": mode.source if mode.value else None,
     }
     if args.json:
         print_json(data)
     else:
         print(result)
+        if mode.value:
+            print(f"  reference mode is on ({mode.source}): every op runs native")
         if stand_in:
             print(f"  (no {device.type} device here: arguments were meta tensors standing in)")
     return EXIT_OK

@@ -27,7 +27,6 @@ fusion on (or off).
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -35,10 +34,10 @@ from dataclasses import dataclass
 
 import torch.fx
 
-from .. import plugins
+from .. import config, plugins
 from ..digest import source_digest
 
-ENV_FUSIONS = "IR_CORE_FUSIONS"
+ENV_FUSIONS = config.ENV_FUSIONS
 
 #: ``fn(gm)`` rewrites ``gm`` in place and returns how many matches it rewrote.
 FusionFn = Callable[[torch.fx.GraphModule], int]
@@ -106,10 +105,13 @@ class FusionPassRegistry:
         return [p.name for p in self.passes()]
 
     def selected(self, spec: str | None = None) -> list[RegisteredPass]:
-        """The passes ``spec`` (default: ``$IR_CORE_FUSIONS``) enables, in run order."""
+        """The passes ``spec`` enables, in run order (default: ``$IR_CORE_FUSIONS``, else the
+        config file's ``fusions``)."""
+        source = ENV_FUSIONS
         if spec is None:
-            spec = os.environ.get(ENV_FUSIONS, "")
-        enabled = select_names(spec, self.names())
+            chosen = config.lookup("fusions")
+            spec, source = chosen.value, chosen.origin if chosen.source != "default" else source
+        enabled = select_names(spec, self.names(), source=source)
         return [p for p in self.passes() if p.name in enabled]
 
     def fingerprint(self, spec: str | None = None) -> str:
@@ -153,8 +155,9 @@ class FusionPassRegistry:
         return f"<FusionPassRegistry {self.names()}>"
 
 
-def select_names(spec: str, known: Iterable[str]) -> set[str]:
-    """Names of the passes ``spec`` (the ``IR_CORE_FUSIONS`` syntax) enables among ``known``."""
+def select_names(spec: str, known: Iterable[str], *, source: str = ENV_FUSIONS) -> set[str]:
+    """Names of the passes ``spec`` (the ``IR_CORE_FUSIONS`` syntax) enables among ``known``;
+    an unknown name's error starts with ``source`` (the env var, or the file and line)."""
     known = list(known)
     only: set[str] = set()
     excluded: set[str] = set()
@@ -170,7 +173,7 @@ def select_names(spec: str, known: Iterable[str]) -> set[str]:
         name = entry[1:].strip() if entry.startswith(("-", "+")) else entry
         if name not in known:
             raise FusionPassError(
-                f"{ENV_FUSIONS}: unknown fusion pass {name!r}; known passes: "
+                f"{source}: unknown fusion pass {name!r}; known passes: "
                 f"{', '.join(known) or '(none registered)'}"
             )
         (excluded if entry.startswith("-") else only).add(name)
