@@ -28,6 +28,11 @@ metadata makes every validation and predicate answer exact.
 A kernel that raises keeps raising -- falling back silently would hide a broken kernel -- with a
 note naming the op, the provider, its plugin and how to leave it out. :func:`bind` is the
 per-call-site variant for engines that call an op with the same metadata every step.
+
+Two things sit beside the hit paths rather than on them, so that they cost nothing when unused:
+a trace (:mod:`ir_core.tracing`) swaps in a third, recording, hit path while it is active
+(:func:`set_recorder`); a capability requirement (``require=``) lives in the priority scope
+that every key starts with, and is applied by :func:`select` on a miss.
 """
 
 from __future__ import annotations
@@ -505,7 +510,9 @@ def bind(op: str | Op | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Cal
     the check covers: ``set_priority``, ``configure``, plugins loaded or removed, impls
     registered. ``IR_CORE_OP_PRIORITY`` edited after the first dispatch is seen, as by
     dispatch, when something else changes. Under ``torch.compile`` a bound call records the IR
-    op, as ``ir_core.ops.<op>`` does.
+    op, as ``ir_core.ops.<op>`` does. While an ``ir_core.trace()`` is active a bound call is
+    counted, under the signature of the arguments it was bound for (it rebinds when a trace
+    starts and when the last one ends).
     """
     target = _op_of(op)
     example = target.bind(args, kwargs)
