@@ -222,21 +222,24 @@ def select(
     device_type = device_type or args[anchor_index(op)].device.type
     skipped: list[tuple[str, str]] = []
     for provider in order:
+        if provider == NATIVE:
+            break
         impl = op.impls.get(provider)
         if impl is None:
             reason: str | None = priority.unregistered(op.name, provider)
-        elif provider == NATIVE:
-            reason = impl.lacks(needs)
         else:
             reason = impl.lacks(needs) or impl.rejection(device_type, args)
-        if reason is None and provider != NATIVE:
+        if reason is None:
             return Explanation(op.name, provider, order, skipped)
-        if reason is not None:
-            skipped.append((provider, reason))
+        skipped.append((provider, reason))
+    native_lacks = op.impls[NATIVE].lacks(needs)
+    if native_lacks is not None:
+        skipped.append((NATIVE, native_lacks))
     skipped += [(p, Explanation.NOT_IN_PRIORITY) for p in op.impls if p not in order]
-    if NATIVE not in dict(skipped):
-        return Explanation(op.name, NATIVE, order, skipped)
-    raise CapabilityError(Explanation(op.name, NATIVE, order, skipped), needs)
+    explanation = Explanation(op.name, NATIVE, order, skipped)
+    if native_lacks is not None:
+        raise CapabilityError(explanation, needs)
+    return explanation
 
 
 def explain(op: str | Op, *args: Any, device_type: str | None = None, **kwargs: Any) -> Explanation:
