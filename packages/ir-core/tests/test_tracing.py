@@ -219,6 +219,18 @@ def test_the_environment_traces_the_whole_process_and_writes_at_exit(tmp_path):
     assert [(r.op, r.provider, r.count) for r in records] == [("rms_norm", "native", 6)]
 
 
+def test_an_unwritable_trace_file_is_a_warning_at_exit_not_a_traceback(tmp_path):
+    path = tmp_path / "no-such-dir" / "t.json"
+    code = "import torch, ir_core; ir_core.ops.silu_and_mul(torch.randn(2, 8))"
+    env = {**os.environ, "IR_CORE_TRACE": str(path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0
+    assert "the trace could not be written" in done.stderr and "Traceback" not in done.stderr
+    assert not path.exists()
+
+
 def run(capsys, *argv):
     code = cli.main(list(argv))
     captured = capsys.readouterr()

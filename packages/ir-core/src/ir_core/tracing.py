@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import threading
 from collections import Counter
@@ -44,6 +45,8 @@ from typing import Any
 from . import dispatch
 
 ENV_TRACE = "IR_CORE_TRACE"
+
+logger = logging.getLogger("ir_core")
 
 #: ``schema`` and ``version`` of a saved trace; the version changes when a field's meaning does.
 SCHEMA = "ir_core.trace"
@@ -197,7 +200,12 @@ def _trace_process(path: str) -> None:
 
     def save() -> None:
         stop(t)
-        t.save(path)
+        try:
+            t.save(path)
+        except OSError as exc:  # at exit there is no caller to raise to: say it, once
+            logger.warning(
+                "ir_core: %s=%s: the trace could not be written: %s", ENV_TRACE, path, exc
+            )
 
     atexit.register(save)
 
