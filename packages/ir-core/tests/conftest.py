@@ -28,7 +28,7 @@ def plugin() -> Iterator[Any]:
     yield register
     for name in registered:
         ir_core.unregister_plugin(name)
-    ir_core.configure(None)
+    ir_core.configure()
 
 
 @pytest.fixture(autouse=True)

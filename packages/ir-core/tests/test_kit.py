@@ -164,13 +164,25 @@ def test_impls_of_follows_the_naming_convention_and_register_impls_registers_it(
         "dual_rms_norm": (dual_rms_norm, None, available_dual_rms_norm),
     }
     registry = _RecordingRegistry()
-    kit.register_impls(registry, "acme", table, device_types=["cuda"], available=available)
+    kit.register_impls(
+        registry,
+        "acme",
+        table,
+        device_types=["cuda"],
+        available=available,
+        capabilities={"rms_norm": {"deterministic"}},
+    )
     assert registry.calls == [
         (
             "rms_norm",
             "acme",
             rms_norm,
-            {"device_types": ("cuda",), "supports_args": rms_norm_supports, "available": available},
+            {
+                "device_types": ("cuda",),
+                "supports_args": rms_norm_supports,
+                "available": available,
+                "capabilities": {"deterministic"},
+            },
         ),
         (
             "dual_rms_norm",
@@ -180,6 +192,7 @@ def test_impls_of_follows_the_naming_convention_and_register_impls_registers_it(
                 "device_types": ("cuda",),
                 "supports_args": None,
                 "available": available_dual_rms_norm,
+                "capabilities": (),
             },
         ),
     ]

@@ -123,6 +123,25 @@ def test_many_rows_packed_per_program(triton_on_device: str, spies: dict[str, La
     assert grid == (-(-rows // cfg.rows_per_program),)
 
 
+def test_norms_are_batch_invariant_as_their_capability_tags_say(triton_on_device: str) -> None:
+    """What ``batch_invariant`` promises: a row's bits do not depend on how many rows share
+    the call, across the switch to several rows per program (1030 rows: packed; 1 and 7: not)."""
+    d, rows, h = triton_on_device, 1030, 64
+    assert _kernels().launch_config(h, rows, 2).rows_per_program > 1
+    assert _kernels().launch_config(h, 7, 2).rows_per_program == 1
+    x, r = _act((rows, h), torch.bfloat16, d), _act((rows, h), torch.bfloat16, d, 2)
+    w = _weight(h, torch.bfloat16, d)
+    full = triton_norm.rms_norm(x, w, EPS)
+    fused, fused_res = triton_norm.fused_add_rms_norm(x, r, w, EPS)
+    for start, n in ((0, 1), (500, 7), (1029, 1)):
+        part = slice(start, start + n)
+        assert torch.equal(triton_norm.rms_norm(x[part], w, EPS), full[part])
+        out, res = triton_norm.fused_add_rms_norm(x[part], r[part], w, EPS)
+        assert torch.equal(out, fused[part]) and torch.equal(res, fused_res[part])
+    tagged = ir_core.get_op("rms_norm").impls["triton"].capabilities
+    assert {"batch_invariant", "deterministic"} <= tagged
+
+
 # -- layouts ----------------------------------------------------------------------------------
 
 

@@ -11,12 +11,13 @@ from . import config, ops
 from .catalogue import OP_API
 from .compile import compile_report
 from .config import ConfigError
-from .dispatch import Explanation, bind, explain
+from .dispatch import CapabilityError, Explanation, bind, explain
 from .hookspecs import API_VERSION, hookimpl
 from .op import Impl, Op, Sample
 from .plugins import PluginLoadError, load_plugins, register_plugin, unregister_plugin
 from .priority import PriorityError, configure, priority_hash, set_priority
 from .registry import RegistrationError, Registry, get_op, registry
+from .tracing import Trace, TraceFileError, TraceRecord, trace
 from .version import __version__ as __version__
 
 #: The version of the op catalogue's signatures and semantics (not in ``__all__``: a dunder).
@@ -24,6 +25,7 @@ __op_api__ = OP_API
 
 __all__ = [
     "API_VERSION",
+    "CapabilityError",
     "ConfigError",
     "Explanation",
     "Impl",
@@ -33,6 +35,9 @@ __all__ = [
     "RegistrationError",
     "Registry",
     "Sample",
+    "Trace",
+    "TraceFileError",
+    "TraceRecord",
     "bind",
     "compile_report",
     "config",
@@ -46,5 +51,6 @@ __all__ = [
     "register_plugin",
     "registry",
     "set_priority",
+    "trace",
     "unregister_plugin",
 ]

@@ -28,6 +28,11 @@ metadata makes every validation and predicate answer exact.
 A kernel that raises keeps raising -- falling back silently would hide a broken kernel -- with a
 note naming the op, the provider, its plugin and how to leave it out. :func:`bind` is the
 per-call-site variant for engines that call an op with the same metadata every step.
+
+Two things sit beside the hit paths rather than on them, so that they cost nothing when unused:
+a trace (:mod:`ir_core.tracing`) swaps in a third, recording, hit path while it is active
+(:func:`set_recorder`); a capability requirement (``require=``) lives in the priority scope
+that every key starts with, and is applied by :func:`select` on a miss.
 """
 
 from __future__ import annotations
@@ -60,6 +65,20 @@ class _HitPaths:
     python: Callable[..., Any]
     compiled: Callable[..., Any] | None
     cache: dict[Any, tuple[Callable[..., Any], str]]
+    #: The recording hit path's decisions: ``(kernel, note, record key)`` per dispatch key.
+    recording_cache: dict[Any, tuple[Callable[..., Any], str, Record]]
+
+    def hit(self) -> Callable[..., Any]:
+        """The hit path calls take now: recording while a recorder is set, else the wanted one."""
+        if _recorder[0] is not None:
+            return self.namespace["recording_hit"]
+        if _compiled_wanted and self.compiled is not None:
+            return self.compiled
+        return self.python
+
+
+#: What a trace counts: ``(op, argument signature, provider)`` (see :func:`call_signature`).
+Record = tuple[str, str, str]
 
 
 _hit_paths: list[_HitPaths] = []
@@ -67,12 +86,16 @@ _hit_paths: list[_HitPaths] = []
 _generation: list[object] = [object()]
 _bound_count = itertools.count()
 _compiled_wanted = True
+#: The recorder of :mod:`ir_core.tracing` while a trace is active, else None (one cell, read by
+#: the generated code and bound calls; see :func:`set_recorder`).
+_recorder: list[Callable[[Record], None] | None] = [None]
 
 
 def _forget() -> None:
     _generation[0] = object()
     for paths in _hit_paths:
         paths.cache.clear()
+        paths.recording_cache.clear()
         if paths.compiled is not None:
             paths.compiled.forget()
 
@@ -92,8 +115,39 @@ def _use_compiled(wanted: bool) -> None:
         raise RuntimeError(f"the compiled hit path is off: {fastpath.status().reason}")
     _compiled_wanted = wanted
     for paths in _hit_paths:
-        paths.namespace["hit"] = paths.compiled if wanted else paths.python
+        paths.namespace["hit"] = paths.hit()
     _forget()
+
+
+def set_recorder(record: Callable[[Record], None] | None) -> None:
+    """Route every eager call through the recording hit path, which calls ``record((op,
+    signature, provider))`` before each kernel, or (None) back to the usual hit path.
+
+    The usual hit paths have no check for this: they are swapped out, so calls cost nothing
+    more when no trace is active. Bound calls rebind (their generation changes) to a kernel
+    that records, and back.
+    """
+    _recorder[0] = record
+    for paths in _hit_paths:
+        paths.namespace["hit"] = paths.hit()
+    _generation[0] = object()
+
+
+def call_signature(op: Op, args: Sequence[Any]) -> str:
+    """The arguments as a trace records them: each tensor's dtype, shape and device type, each
+    other argument's value, e.g. ``x=bfloat16[4, 4096]@cpu, weight=..., epsilon=1e-06``.
+
+    A part of the dispatch key, readable: strides, tensor type and requires_grad are left out,
+    so calls differing only in those share a record unless another provider ran them.
+    """
+    parts = []
+    for p, a in zip(op.params, args):
+        if isinstance(a, torch.Tensor):
+            dtype = str(a.dtype).removeprefix("torch.")
+            parts.append(f"{p.name}={dtype}{list(a.shape)}@{a.device.type}")
+        else:
+            parts.append(f"{p.name}={a!r}")
+    return ", ".join(parts)
 
 
 @dataclass
@@ -130,6 +184,25 @@ def anchor_index(op: Op) -> int:
     raise TypeError(f"op {op.name} has no required tensor parameter to dispatch on")
 
 
+class CapabilityError(LookupError):
+    """No impl of an op meets the required capabilities (``require=``), native included.
+
+    Running native anyway would break the promise the caller asked for (batch invariance), so
+    the call fails; ``explanation`` says why each provider was skipped.
+    """
+
+    def __init__(self, explanation: Explanation, required: frozenset[str]) -> None:
+        self.explanation = explanation
+        self.required = required
+        reasons = "; ".join(
+            f"{p}: {r}" for p, r in explanation.skipped if r != Explanation.NOT_IN_PRIORITY
+        )
+        super().__init__(
+            f"ir_core: no impl of {explanation.op} has the required capabilities "
+            f"{', '.join(sorted(required))} for these arguments ({reasons})"
+        )
+
+
 def select(
     op: Op,
     args: Sequence[Any],
@@ -139,10 +212,13 @@ def select(
 ) -> Explanation:
     """Walk the op's priority and return the first impl that accepts ``args``.
 
-    ``device_type`` overrides the arguments' device, for explaining a device this machine lacks
-    with stand-in (meta) tensors.
+    An impl lacking a required capability (``set_priority(require=...)``, ``configure``) is
+    skipped first; when native lacks one too, :class:`CapabilityError`. ``device_type``
+    overrides the arguments' device, for explaining a device this machine lacks with stand-in
+    (meta) tensors.
     """
     order = priority.resolve(op.name, scope)
+    needs = priority.required(scope)
     device_type = device_type or args[anchor_index(op)].device.type
     skipped: list[tuple[str, str]] = []
     for provider in order:
@@ -152,10 +228,13 @@ def select(
         if impl is None:
             reason: str | None = priority.unregistered(op.name, provider)
         else:
-            reason = impl.rejection(device_type, args)
+            reason = impl.lacks(needs) or impl.rejection(device_type, args)
         if reason is None:
             return Explanation(op.name, provider, order, skipped)
         skipped.append((provider, reason))
+    native_lacks = op.impls[NATIVE].lacks(needs)
+    if native_lacks is not None:
+        skipped.append((NATIVE, native_lacks))
     mode = config.reference()
     why = (
         f"reference mode ({mode.source}): every op runs native"
@@ -163,7 +242,10 @@ def select(
         else Explanation.NOT_IN_PRIORITY
     )
     skipped += [(p, why) for p in op.impls if p not in order]
-    return Explanation(op.name, NATIVE, order, skipped)
+    explanation = Explanation(op.name, NATIVE, order, skipped)
+    if native_lacks is not None:
+        raise CapabilityError(explanation, needs)
+    return explanation
 
 
 def explain(op: str | Op, *args: Any, device_type: str | None = None, **kwargs: Any) -> Explanation:
@@ -250,6 +332,29 @@ def _python_miss(
     return decision
 
 
+def _recording_miss(
+    op: Op,
+    cache: dict[Any, tuple[Callable[..., Any], str, Record]],
+    key_of: Callable[..., Any],
+    args: tuple[Any, ...],
+) -> tuple[Callable[..., Any], str, Record]:
+    """The miss of the recording hit path: as :func:`_python_miss`, with the record key."""
+    generation = _generation[0]
+    impl = _select_impl(op, args)
+    decision = (impl.fn, failure_note(op, impl), (op.name, call_signature(op, args), impl.provider))
+    plain = all(
+        a is None or type(a) in _PLAIN_TENSOR_TYPES for a, p in zip(args, op.params) if p.is_tensor
+    )
+    if plain and generation is _generation[0]:
+        try:
+            if len(cache) >= CACHE_LIMIT:
+                cache.clear()
+            cache[key_of(*args)] = decision
+        except Exception:  # an argument that cannot be part of a key: decide again next time
+            pass
+    return decision
+
+
 # -- the generated code ------------------------------------------------------------------------
 
 
@@ -322,6 +427,20 @@ def python_hit({call}):
         annotate(exc, note)
         raise
 
+def recording_hit({call}):
+    try:
+        kernel, note, record = recording_cache[{_key_source(op)}]
+    except Exception:
+        kernel, note, record = recording_miss(op, recording_cache, key_of, ({call},))
+    recorder = recorders[0]
+    if recorder is not None:  # None: the trace ended while this call was on its way
+        recorder(record)
+    try:
+        return kernel({call})
+    except Exception as exc:
+        annotate(exc, note)
+        raise
+
 def key_of({call}):
     return {_key_source(op)}
 
@@ -329,11 +448,15 @@ def resolve({call}):
     return decide(op, ({call},))
 """
     cache: dict[Any, tuple[Callable[..., Any], str]] = {}
+    recording_cache: dict[Any, tuple[Callable[..., Any], str, Record]] = {}
     namespace: dict[str, Any] = {
         "is_dynamo_compiling": is_dynamo_compiling,
         "compiler": torch.compiler,
         "op": op,
         "cache": cache,
+        "recording_cache": recording_cache,
+        "recording_miss": _recording_miss,
+        "recorders": _recorder,
         "scope": priority.current_scope.get,
         "miss": _python_miss,
         "decide": _decide,
@@ -342,7 +465,7 @@ def resolve({call}):
     }
     _exec(source, f"<ir_core.ops.{op.name}>", namespace)
     defaults = _defaults(op)
-    for name in ("dispatch", "traced", "python_hit"):
+    for name in ("dispatch", "traced", "python_hit", "recording_hit"):
         _finish(namespace[name], op, defaults)
     compiled = fastpath.make_dispatcher(
         _kinds(op),
@@ -352,10 +475,9 @@ def resolve({call}):
         _annotate,
         CACHE_LIMIT,
     )
-    namespace["hit"] = (
-        compiled if compiled is not None and _compiled_wanted else namespace["python_hit"]
-    )
-    _hit_paths.append(_HitPaths(namespace, namespace["python_hit"], compiled, cache))
+    paths = _HitPaths(namespace, namespace["python_hit"], compiled, cache, recording_cache)
+    namespace["hit"] = paths.hit()
+    _hit_paths.append(paths)
     dispatcher = namespace["dispatch"]
     dispatcher.__doc__ = op.native.__doc__
     dispatcher.__annotations__ = dict(op.hints)
@@ -397,7 +519,9 @@ def bind(op: str | Op | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Cal
     the check covers: ``set_priority``, ``configure``, plugins loaded or removed, impls
     registered. ``IR_CORE_OP_PRIORITY`` edited after the first dispatch is seen, as by
     dispatch, when something else changes. Under ``torch.compile`` a bound call records the IR
-    op, as ``ir_core.ops.<op>`` does.
+    op, as ``ir_core.ops.<op>`` does. While an ``ir_core.trace()`` is active a bound call is
+    counted, under the signature of the arguments it was bound for (it rebinds when a trace
+    starts and when the last one ends).
     """
     target = _op_of(op)
     example = target.bind(args, kwargs)
@@ -438,11 +562,17 @@ def bound({call}):
             key = key_of(*call_args)
         except Exception:  # no exact key (e.g. symbolic shapes): never matches
             key = None
+        kernel = impl.fn
+        recorder = _recorder[0]
+        if recorder is not None:  # a trace is active: the call site records, until it ends
+            kernel = _recording(
+                impl.fn, recorder, (target.name, call_signature(target, call_args), impl.provider)
+            )
         namespace.update(
-            kernel=impl.fn, note=note, token=generation, bound_scope=priority.current_scope.get()
+            kernel=kernel, note=note, token=generation, bound_scope=priority.current_scope.get()
         )
         bound.kernel, bound.provider, bound.key = impl.fn, impl.provider, key
-        return _annotated(impl.fn, note)
+        return _annotated(kernel, note)
 
     def matches(*call_args: Any, **call_kwargs: Any) -> bool:
         try:
@@ -456,6 +586,16 @@ def bound({call}):
     bound.__wrapped__ = target.native
     rebind(example)
     return bound
+
+
+def _recording(
+    kernel: Callable[..., Any], recorder: Callable[[Record], None], record: Record
+) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        recorder(record)
+        return kernel(*args)
+
+    return call
 
 
 def _annotated(kernel: Callable[..., Any], note: str) -> Callable[..., Any]:

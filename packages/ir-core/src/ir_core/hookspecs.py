@@ -89,7 +89,8 @@ def register_impls(registry: Registry) -> None:
     """Register kernels for ops.
 
     Call ``registry.register_impl(op, provider, fn, *, device_types, supports_args=None,
-    available=True)`` or use the decorator ``@registry.impl(op, provider, device_types=...)``.
+    available=True, capabilities=())`` or use the decorator ``@registry.impl(op, provider,
+    device_types=...)``.
 
     - ``fn`` must have exactly the op's signature: parameter names, annotations and defaults are
       compared with the op's native function, and a mismatch quarantines the plugin.
@@ -107,6 +108,13 @@ def register_impls(registry: Registry) -> None:
       once, lazily, the first time the provider is considered. Import vendor libraries there,
       not at plugin import, so that a missing or broken library makes the provider
       "unavailable: <reason>" rather than quarantining the whole plugin.
+
+    - ``capabilities``: tags for what the kernel promises beyond tolerance, which users select
+      on (``set_priority(require={"batch_invariant"})``): ``batch_invariant`` (a row's bits do
+      not depend on the other rows), ``deterministic`` (same inputs, same bits, every run),
+      ``cuda_graph_safe`` (capturable in a CUDA graph), or a vendor's own lowercase identifier;
+      a name close to a known tag is a typo and quarantines the plugin. Declare only what the
+      kernel's code guarantees on every device type it registers for.
 
     One plugin may register several providers (e.g. ``triton``, ``flashinfer``, ``torch_fused``).
 

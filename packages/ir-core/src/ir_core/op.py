@@ -6,7 +6,9 @@ every :class:`Impl` (a kernel from one provider) is checked against it.
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import re
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +17,40 @@ from typing import Any
 import torch
 
 NATIVE = "native"
+
+#: The capability tags ir-core defines (docs/contract.md, "Capabilities"): what an impl
+#: promises beyond matching native within tolerance.
+KNOWN_CAPABILITIES: dict[str, str] = {
+    "batch_invariant": "a row's result does not depend on the other rows (batch size, position)",
+    "deterministic": "the same inputs give the same bits on every run",
+    "cuda_graph_safe": "may be captured in a CUDA graph (no host sync, no allocation per call)",
+}
+
+#: What the native impl of every op promises: plain torch ops with no atomics are
+#: deterministic; their reductions may be split differently for another row count, so native
+#: is not batch-invariant, and an op's native body is not known to be graph-safe.
+NATIVE_CAPABILITIES = frozenset({"deterministic"})
+
+_TAG = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def capability_tags(tags: Iterable[str], *, what: str) -> frozenset[str]:
+    """``tags`` checked: lowercase identifiers, and none that looks like a typo of a known tag
+    (``batch_invariants``) -- a misspelt tag would silently never match. Other names are
+    allowed, for a vendor's own promises (``acme_fp8_exact``). Raises ValueError."""
+    if isinstance(tags, str):
+        raise ValueError(f"{what}: capabilities must be a collection of names, not a string")
+    result = frozenset(tags)
+    for tag in sorted(result, key=str):
+        if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+            raise ValueError(f"{what}: capability {tag!r} is not a lowercase identifier")
+        if tag in KNOWN_CAPABILITIES:
+            continue
+        close = difflib.get_close_matches(tag, KNOWN_CAPABILITIES, n=1, cutoff=0.8)
+        if close:
+            raise ValueError(f"{what}: unknown capability {tag!r}; did you mean {close[0]!r}?")
+    return result
+
 
 #: Default per-dtype (atol, rtol) every impl must meet against native (docs/contract.md).
 DEFAULT_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
@@ -119,6 +155,7 @@ class Impl:
     __slots__ = (
         "_available",
         "_status",
+        "capabilities",
         "device_types",
         "fn",
         "op_name",
@@ -137,6 +174,7 @@ class Impl:
         supports_args: Callable[..., bool] | None,
         available: bool | Callable[[], tuple[bool, str]],
         plugin: str | None,
+        capabilities: frozenset[str] = frozenset(),
     ) -> None:
         self.op_name = op_name
         self.provider = provider
@@ -145,6 +183,8 @@ class Impl:
         self.device_types = device_types
         self.supports_args = supports_args
         self.plugin = plugin
+        #: What the impl promises beyond tolerance (:data:`KNOWN_CAPABILITIES`, vendor tags).
+        self.capabilities = capabilities
         self._available = available
         self._status: tuple[bool, str] | None = None
 
@@ -179,6 +219,11 @@ class Impl:
         if not self.runs_on(device_type):
             return f"runs on {', '.join(sorted(self.device_types or ()))}, not {device_type}"
         return self.declines(args)
+
+    def lacks(self, required: frozenset[str]) -> str | None:
+        """Why this impl does not meet a ``require=`` (the first tag it lacks), or None."""
+        missing = sorted(required - self.capabilities)
+        return f"lacks capability {missing[0]}" if missing else None
 
     def declines(self, args: Sequence[Any]) -> str | None:
         """Why ``supports_args`` does not accept ``args``, or None when it does (or there is

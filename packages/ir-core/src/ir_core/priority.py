@@ -19,14 +19,14 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 from . import config
 from .digest import source_digest
-from .op import NATIVE
+from .op import NATIVE, capability_tags
 from .registry import registry
 
 ENV_PRIORITY = config.ENV_PRIORITY
@@ -40,21 +40,24 @@ class PriorityError(ValueError):
 
 class Scope:
     """One ``set_priority`` layer. Part of every dispatch cache key, so it is hashed by identity;
-    equal overrides share one Scope so that re-entering the same block reuses cached decisions."""
+    equal overrides and requirements share one Scope so that re-entering the same block reuses
+    cached decisions. ``require`` holds the capabilities the block requires (the process-wide
+    requirement, :func:`required`, adds to it)."""
 
-    __slots__ = ("__weakref__", "overrides")
+    __slots__ = ("__weakref__", "overrides", "require")
 
-    def __init__(self, overrides: PriorityMap) -> None:
+    def __init__(self, overrides: PriorityMap, require: frozenset[str] = frozenset()) -> None:
         self.overrides = overrides
+        self.require = require
 
     def __repr__(self) -> str:
-        return f"<priority scope {self.overrides}>"
+        return f"<priority scope {self.overrides} require={sorted(self.require)}>"
 
 
 GLOBAL_SCOPE = Scope({})
 current_scope: ContextVar[Scope] = ContextVar("ir_core_priority_scope", default=GLOBAL_SCOPE)
 
-_scopes: dict[tuple[tuple[str, tuple[str, ...]], ...], Scope] = {}
+_scopes: dict[tuple[tuple[tuple[str, tuple[str, ...]], ...], frozenset[str]], Scope] = {}
 _configured: PriorityMap = {}
 _resolved: dict[tuple[Scope, str], tuple[str, ...]] = {}
 _env_cache: tuple[str, PriorityMap] | None = None
@@ -157,21 +160,36 @@ def _warn_once(message: str) -> None:
 # -- the user-facing sources -----------------------------------------------------------------
 
 
+def _require(names: Iterable[str] | None, source: str) -> frozenset[str]:
+    try:
+        return capability_tags(names or (), what=source)
+    except ValueError as exc:
+        raise PriorityError(str(exc)) from None
+
+
 @contextmanager
 def set_priority(
-    mapping: Mapping[str, Sequence[str]] | None = None, /, **ops: Sequence[str]
+    mapping: Mapping[str, Sequence[str]] | None = None,
+    /,
+    *,
+    require: Iterable[str] | None = None,
+    **ops: Sequence[str],
 ) -> Iterator[None]:
     """Use these provider orders inside the block, in this thread or task only.
 
     ``with ir_core.set_priority(rms_norm=["triton", "native"]): ...``. Nested blocks override
-    the ops they name and inherit the rest.
+    the ops they name and inherit the rest. ``require={"batch_invariant"}`` skips every impl
+    lacking one of these capabilities, for every op, inside the block; nested blocks add to
+    the outer block's requirement (a requirement is never dropped inside its block).
     """
     overrides = normalize({**(mapping or {}), **ops}, source="set_priority")
-    merged = {**current_scope.get().overrides, **overrides}
-    key = tuple(sorted(merged.items()))
+    outer = current_scope.get()
+    merged = {**outer.overrides, **overrides}
+    needs = outer.require | _require(require, "set_priority(require=...)")
+    key = (tuple(sorted(merged.items())), needs)
     scope = _scopes.get(key)
     if scope is None:
-        scope = _scopes.setdefault(key, Scope(merged))
+        scope = _scopes.setdefault(key, Scope(merged, needs))
     token = current_scope.set(scope)
     try:
         yield
@@ -186,25 +204,42 @@ def configure(
     priority: Mapping[str, Sequence[str]] | str | None = _UNSET,
     *,
     reference: bool | None = _UNSET,
+    require: Iterable[str] | None = _UNSET,
 ) -> None:
     """Set process-wide settings (weaker than ``set_priority``, stronger than env and file).
 
     ``priority`` is a mapping or a string in the ``IR_CORE_OP_PRIORITY`` format;
-    ``reference=True`` runs ``native`` for every op, eager and compiled. Only the settings
-    named change; ``None`` clears what an earlier call set, and ``configure()`` clears both.
+    ``reference=True`` runs ``native`` for every op, eager and compiled; ``require`` the
+    capabilities every impl must have (replacing the config file's ``require``; an empty
+    collection requires nothing). Only the settings named change; ``None`` clears what an
+    earlier call set, and ``configure()`` clears all three. Everything is checked before
+    anything changes.
     """
     global _configured
-    if priority is _UNSET and reference is _UNSET:
-        priority = reference = None
-    if reference is not _UNSET:
-        if reference is not None and not isinstance(reference, bool):
-            raise TypeError(f"configure: reference must be True, False or None, got {reference!r}")
-        config.set_configured("reference", reference)
+    if priority is _UNSET and reference is _UNSET and require is _UNSET:
+        priority = reference = require = None
+    if reference not in (_UNSET, None) and not isinstance(reference, bool):
+        raise TypeError(f"configure: reference must be True, False or None, got {reference!r}")
+    if require not in (_UNSET, None):
+        require = tuple(sorted(_require(require, "configure(require=...)")))
+    if isinstance(priority, str):
+        priority = parse(priority)
     if priority is not _UNSET:
-        if isinstance(priority, str):
-            priority = parse(priority)
-        _configured = normalize(priority or {}, source="configure") if priority else {}
+        priority = normalize(priority, source="configure") if priority else {}
+    if reference is not _UNSET:
+        config.set_configured("reference", reference)
+    if require is not _UNSET:
+        config.set_configured("require", require)
+    if priority is not _UNSET:
+        _configured = priority
     changed()
+
+
+def required(scope: Scope | None = None) -> frozenset[str]:
+    """The capabilities every impl must have under ``scope`` (default: the caller's)."""
+    scope = scope or current_scope.get()
+    process = config.lookup("require")
+    return scope.require | _require(process.value, f"require ({process.source})")
 
 
 def _env_priorities() -> PriorityMap:
@@ -314,13 +349,16 @@ config.on_change(changed)  # the config file was read again, or configure() set 
 def priority_hash() -> str:
     """Digest of every op's resolved priority and the source of each impl it can select.
 
-    Used in compile-cache keys: a graph compiled under one priority (or one version of a
-    kernel) is never reused under another.
+    Used in compile-cache keys: a graph compiled under one priority, requirement
+    (``require=``) or version of a kernel is never reused under another.
     """
     registry.ensure_loaded()
     digest = hashlib.sha256()
     if config.reference().value:  # native everywhere: never the graph of another mode
         digest.update(b"reference mode;")
+    needs = required()
+    if needs:  # only when set: the hash of a process that requires nothing stays what it was
+        digest.update(f"require:{','.join(sorted(needs))};".encode())
     for op in sorted(registry.ops(), key=lambda o: o.name):
         for provider in resolve(op.name):
             impl = op.impls.get(provider)

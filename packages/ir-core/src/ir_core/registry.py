@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .op import NATIVE, Compare, Impl, Op, Sample
+from .op import NATIVE, NATIVE_CAPABILITIES, Compare, Impl, Op, Sample, capability_tags
 from .signature import RegistrationError, check_signature, qualname
 
 __all__ = ["RegistrationError", "Registry", "check_signature", "get_op", "registry"]
@@ -80,6 +80,7 @@ class Registry:
             supports_args=None,
             available=True,
             plugin=self._plugin,
+            capabilities=NATIVE_CAPABILITIES,
         )
         for bind in self._on_new_op:  # a failure here leaves the op unregistered
             bind(op)
@@ -118,11 +119,13 @@ class Registry:
         device_types: Iterable[str],
         supports_args: Callable[..., bool] | None = None,
         available: bool | Callable[[], tuple[bool, str]] = True,
+        capabilities: Iterable[str] = (),
     ) -> Impl:
         """Register ``fn`` as ``provider``'s kernel for ``op``.
 
         ``fn`` must have the op's exact signature (names, annotations, defaults);
-        ``supports_args`` the op's parameter names and defaults. See
+        ``supports_args`` the op's parameter names and defaults; ``capabilities`` are the tags
+        the kernel promises (``batch_invariant``, ...). See
         :func:`ir_core.hookspecs.register_impls`.
         """
         target = self.get_op(op) if isinstance(op, str) else op
@@ -147,6 +150,10 @@ class Registry:
             )
         if not (isinstance(available, bool) or callable(available)):
             raise RegistrationError(f"{where}: available must be a bool or a callable")
+        try:
+            tags = capability_tags(capabilities, what=where)
+        except ValueError as exc:
+            raise RegistrationError(str(exc)) from None
         impl = Impl(
             target.name,
             provider,
@@ -155,6 +162,7 @@ class Registry:
             supports_args=supports_args,
             available=available,
             plugin=self._plugin,
+            capabilities=tags,
         )
         if holders:  # another plugin's provider of the same name: a clash, neither is used
             clash = self._clashes.setdefault((target.name, provider), dict(holders))
@@ -188,6 +196,7 @@ class Registry:
         device_types: Iterable[str],
         supports_args: Callable[..., bool] | None = None,
         available: bool | Callable[[], tuple[bool, str]] = True,
+        capabilities: Iterable[str] = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator form of :meth:`register_impl`; returns the function unchanged."""
 
@@ -199,6 +208,7 @@ class Registry:
                 device_types=device_types,
                 supports_args=supports_args,
                 available=available,
+                capabilities=capabilities,
             )
             return fn
 

@@ -51,6 +51,17 @@ TORCH_FUSED = torch_fused_norm.PROVIDER
 #   architecture), then our Triton kernels; gated_rms_norm: Triton only.
 # - fp8 quant: Triton's own kernels; FlashInfer for the static norm + quant pair (out of place
 #   for rms_norm, a residual copy for the fused add, hence after Triton there).
+# Capabilities verified in the kernels' code (docs/provider-api.md): the Triton norms reduce each
+# row inside one program, in a block size and warp count chosen from the hidden size and dtype
+# only (triton_kernels.launch_config); the row count changes only how many rows a program
+# walks, never a row's reduction, and no atomics are used. So a row's bits depend on the row
+# alone: batch-invariant and deterministic. Nothing else is tagged: the other kernels were not
+# checked (the fp8 per-tensor quant uses an atomic max, order-free but not verified per row).
+_TRITON_NORM_CAPABILITIES = frozenset({"batch_invariant", "deterministic"})
+TRITON_CAPABILITIES = {
+    op: _TRITON_NORM_CAPABILITIES for op in ("rms_norm", "fused_add_rms_norm", "dual_rms_norm")
+}
+
 _TRITON_LAYER_OPS = ("silu_and_mul", "gelu_and_mul", "rotary_embedding", "gated_rms_norm")
 _CUDA_PRIORITY = {
     "rms_norm": [QUACK, FLASHINFER, TRITON, LIGER, TORCH_FUSED],
@@ -101,6 +112,7 @@ def register_impls(registry: ir_core.Registry) -> None:
         # read TRITON_INTERPRET now: with it, the Triton kernels also run on CPU tensors
         device_types=triton_norm.device_types(),
         available=triton_norm.available,
+        capabilities=TRITON_CAPABILITIES,
     )
     gpu_only: list[tuple[Any, tuple[str, ...]]] = [
         (

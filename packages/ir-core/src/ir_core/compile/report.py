@@ -24,6 +24,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import tracing
+
 ENV_LOG = "IR_CORE_LOG"
 
 logger = logging.getLogger("ir_core")
@@ -144,6 +146,7 @@ def publish(report: CompileReport) -> None:
             counter[key] += 1
             _seen[key] = counter[key]
         _last = report
+    tracing.note_compile(report.to_dict())
     _configure_logging()
     if report.unlowered:
         logger.warning(

@@ -40,13 +40,20 @@ def register_impls(
     *,
     device_types: Iterable[str],
     available: bool | Callable[[], tuple[bool, str]] = True,
+    capabilities: Mapping[str, Iterable[str]] | None = None,
 ) -> None:
     """``registry.register_impl`` for each ``op: (fn, supports_args[, available])`` of ``impls``.
 
     ``device_types`` and ``available`` apply to every row; a row's third item overrides
-    ``available`` for that op (a library release may lack one entry point).
+    ``available`` for that op (a library release may lack one entry point). ``capabilities``
+    maps an op of ``impls`` to the tags its kernel promises (``{"rms_norm":
+    {"batch_invariant"}}``); an op it does not name promises none.
     """
     devices = tuple(device_types)
+    tags = dict(capabilities or {})
+    stray = sorted(set(tags) - set(impls))
+    if stray:
+        raise ValueError(f"{provider}: capabilities name ops without an impl: {', '.join(stray)}")
     for op, (fn, supports, *own) in impls.items():
         registry.register_impl(
             op,
@@ -55,6 +62,7 @@ def register_impls(
             device_types=devices,
             supports_args=supports,
             available=own[0] if own else available,
+            capabilities=tags.get(op, ()),
         )
 
 
