@@ -6,10 +6,16 @@ import argparse
 from typing import Any
 
 import ir_core
-from ir_core.platform import device_usable, dtype_name
+from ir_core.platform import (
+    ENV_PLATFORM,
+    current_platform,
+    device_usable,
+    dtype_name,
+    platform_device,
+)
 
 from .args import EXIT_OK, parse_device, parse_dtype, parse_op, parse_shape
-from .format import print_json
+from .format import fit, print_json
 
 
 def add_parser(sub: Any) -> None:
@@ -28,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     n, h = parse_shape(args.shape)
     device = parse_device(args.device)
     stand_in = not device_usable(device)
+    platform = current_platform()
+    other_platform = platform_device(platform) != device.type
     sample = op.example_inputs(n, h, dtype, "meta" if stand_in else device)
     result = ir_core.explain(op, *sample.args, device_type=device.type, **sample.kwargs)
     data = {
@@ -36,11 +44,21 @@ def run(args: argparse.Namespace) -> int:
         "dtype": dtype_name(dtype),
         "shape": [n, h],
         "stand_in_tensors": "meta" if stand_in else None,
+        "priority_of_platform": platform,
     }
     if args.json:
         print_json(data)
     else:
-        print(result)
+        print("\n".join(fit(str(result))))
         if stand_in:
             print(f"  (no {device.type} device here: arguments were meta tensors standing in)")
+        if other_platform:
+            print(
+                "\n".join(
+                    fit(
+                        f"  (the priority shown is this machine's platform's, {platform}, not "
+                        f"{device.type}'s; {ENV_PLATFORM}={device.type} shows {device.type}'s)"
+                    )
+                )
+            )
     return EXIT_OK
