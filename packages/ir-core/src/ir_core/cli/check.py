@@ -12,7 +12,7 @@ from ir_core.conformance.runner import Report, summary_table
 from ir_core.platform import parse_dtypes
 
 from .args import EXIT_FAILURE, EXIT_OK, UsageError, progress, split
-from .format import print_json, table, wrapped
+from .format import fit, print_json, table, wrapped
 
 
 def add_parser(sub: Any) -> None:
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if report.failures:
         print("\nfailures:")
         for r in report.failures:
-            print(f"  [{r.check}] {r.message}")
+            print("\n".join(fit(f"  [{r.check}] {r.message}")))
     counts = report.counts()
     verdict = "OK" if report.ok else "FAILED"
     print(

@@ -5,7 +5,8 @@
 3. what each op resolves to here, and why the providers before it were skipped;
 4. a quick conformance check of every provider that can run here (a few samples per target,
    numerics, input mutation and supports_args: the checks that cost milliseconds);
-5. the example decoder blocks, eager and compiled, with timings (when the example is found).
+5. the example decoder blocks (:mod:`ir_core.examples.decoder_blocks`, in the wheel), eager and
+   compiled, with timings.
 
 Each section is collected first into a typed section (a dataclass below), then rendered, so
 ``--json`` (each section's :meth:`~Section.to_json`) and the text report (its
@@ -34,15 +35,14 @@ import ir_core
 from ir_core import fastpath, plugins
 from ir_core.conformance import run as run_conformance
 from ir_core.conformance import runnable_providers
+from ir_core.examples import decoder_blocks
 from ir_core.platform import ENV_PLATFORM, current_platform, detect, device_usable, platform_device
 from ir_core.priority import resolve
 from ir_core.progress import Progress
 
 from .args import EXIT_FAILURE, EXIT_OK, UsageError, progress
-from .format import print_json, table, wrapped
+from .format import fit, print_json, table, wrapped
 from .list_providers import provider_rows
-
-BLOCKS_RELATIVE = Path("examples") / "decoder_blocks.py"
 
 #: Seconds after which doctor starts no further torch.compile (its one slow part).
 DEFAULT_BUDGET_S = 30.0
@@ -62,8 +62,8 @@ def add_parser(sub: Any) -> None:
         "--blocks",
         default=None,
         metavar="PATH",
-        help="path of decoder_blocks.py (default: examples/decoder_blocks.py, found from the "
-        "working directory or the ir-core source tree)",
+        help="a decoder_blocks.py of your own, with KINDS and make_block (default: "
+        "ir_core.examples.decoder_blocks, shipped in the wheel)",
     )
     p.add_argument(
         "--budget",
@@ -453,7 +453,7 @@ def _quick_check(progress: Progress) -> QuickCheckSection:
 class DecoderBlocksSection(Section):
     TITLE: ClassVar[str | None] = "decoder blocks (eager vs torch.compile)"
 
-    #: Where decoder_blocks.py was found; None when ``skipped`` says why it was not.
+    #: The module the blocks come from, or the ``--blocks`` path; None when ``skipped``.
     path: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     block_notes: list[str] = field(default_factory=list)
@@ -507,17 +507,6 @@ class DecoderBlocksSection(Section):
 
     def problems(self) -> list[str]:
         return [f"decoder blocks: {problem}" for problem in self.block_problems]
-
-
-def find_blocks(explicit: str | None) -> Path | None:
-    """``examples/decoder_blocks.py``: the given path, else from the working directory up,
-    else next to the ir-core source tree (an editable install or a checkout)."""
-    if explicit:
-        return Path(explicit)
-    candidates = [base / BLOCKS_RELATIVE for base in (Path.cwd(), *Path.cwd().parents)]
-    here = Path(__file__).resolve()
-    candidates += [base / BLOCKS_RELATIVE for base in here.parents]
-    return next((c for c in candidates if c.is_file()), None)
 
 
 def _load_module(path: Path) -> Any:
@@ -576,11 +565,12 @@ def _decoder_blocks(
     A compile is started only before ``deadline`` (a ``perf_counter`` value): a cold first
     compile costs tens of seconds on a small CPU; the rest are reported as not compiled.
     """
-    path = find_blocks(explicit)
-    if path is None or not path.is_file():
-        where = explicit or f"{BLOCKS_RELATIVE} (from {Path.cwd()} or the ir-core source tree)"
-        return DecoderBlocksSection(skipped=f"not found: {where}; pass --blocks PATH")
-    module = _load_module(path)
+    if explicit is None:
+        module, path = decoder_blocks, decoder_blocks.__name__
+    elif Path(explicit).is_file():
+        module, path = _load_module(Path(explicit)), explicit
+    else:
+        return DecoderBlocksSection(skipped=f"not found: {explicit} (--blocks PATH)")
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
     notes: list[str] = [
@@ -640,7 +630,7 @@ def _decoder_blocks(
                     f"{kind}: {len(report.unlowered)} IR node(s) left un-lowered: "
                     + ", ".join(f"{n.node} ({n.reason})" for n in report.unlowered)
                 )
-    return DecoderBlocksSection(str(path), rows, notes, problems)
+    return DecoderBlocksSection(path, rows, notes, problems)
 
 
 # -- collecting and rendering ----------------------------------------------------------------
@@ -670,7 +660,7 @@ class DoctorReport:
         return data
 
     def render(self) -> str:
-        """The text report."""
+        """The text report, every line within the terminal's width."""
         out: list[str] = []
         for section in self.sections.values():
             title = section.title if isinstance(section, FailedSection) else section.TITLE
@@ -681,7 +671,8 @@ class DoctorReport:
         out += [f"note: {note}" for note in self.notes]
         out += [f"PROBLEM: {problem}" for problem in self.problems]
         out.append(f"{'OK' if self.ok else 'PROBLEMS FOUND'} (doctor took {self.seconds}s)")
-        return "\n".join(out).lstrip("\n")
+        # lines no section wrapped itself (a long platform description, the verdict's notes)
+        return "\n".join(fit("\n".join(out).lstrip("\n")))
 
 
 def collect(

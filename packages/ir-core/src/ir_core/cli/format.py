@@ -3,9 +3,9 @@
 Pure functions that return text, apart from :func:`print_json`; the commands decide what goes
 to stdout (the report) and stderr (progress, one-line errors).
 
-Text output fits the terminal: :func:`terminal_width` is its width (``COLUMNS`` when set), 100 columns
-when stdout is not a terminal, so a report piped to a file or a CI log reads the same
-everywhere. A table wider than that wraps its widest cells; a reason too long for a cell goes
+Text output fits the terminal: :func:`terminal_width` is its width (``COLUMNS`` when set),
+100 columns when stdout is not a terminal, so a report piped to a file or a CI log reads the
+same everywhere. A table wider than that wraps its widest cells; a reason too long for a cell goes
 below the table as a numbered :class:`Notes` entry, one entry however many rows share it.
 ``--json`` is never wrapped.
 """
@@ -53,8 +53,8 @@ def table(
     rows: Sequence[Sequence[Any]], header: Sequence[str], *, max_width: int | None = None
 ) -> str:
     """Left-aligned columns under ``header`` and a rule, two spaces apart, at most
-    ``max_width`` (default :func:`terminal_width`) wide: cells of the widest columns wrap onto more lines
-    when the table would be wider."""
+    ``max_width`` (default :func:`terminal_width`) wide: cells of the widest columns wrap onto
+    more lines when the table would be wider."""
     limit = terminal_width() if max_width is None else max_width
     cells = [[str(c) for c in r] for r in [header, *rows]]
     natural = [max(len(r[i]) for r in cells) for i in range(len(header))]

@@ -26,8 +26,9 @@ written separately, as in the reference models, so the fusion passes have someth
 IR ops and would only make the graphs longer.
 
 Use: ``make_block("gemma", layers=2, hidden=64)`` returns an ``nn.Module`` taking
-``(tokens, hidden)`` hidden states; ``block.example_input(tokens)`` makes one. Imported by the
-tests, ``benchmarks/lowering.py`` and the compile demo.
+``(tokens, hidden)`` hidden states; ``block.example_input(tokens)`` makes one. Shipped in the
+wheel for ``ir-core doctor``; imported by the repository's tests, ``benchmarks/lowering.py`` and
+the compile demo.
 """
 
 from __future__ import annotations
