@@ -24,6 +24,7 @@ COMMANDS = [
     ("explain", "fused_add_rms_norm", "--device", "cuda"),
     ("check", "--op", "rms_norm", "--checks", "numerics,mutation", "-q"),
     ("doctor", "--no-check", "--no-blocks", "-q"),
+    ("bench", "dual_rms_norm", "--shape", "8,64", "--min-time", "0.01", "-q"),
 ]
 
 

@@ -38,15 +38,20 @@ def _wrap_cell(text: str, column: int) -> list[str]:
     return textwrap.wrap(text, width=column, break_on_hyphens=False) or [""]
 
 
-def _column_widths(natural: list[int], available: int) -> list[int]:
+def _column_widths(natural: list[int], words: list[int], available: int) -> list[int]:
     """Each column's width: the natural ones when they fit, else the widest ones capped at the
-    largest width that makes the table fit (never below :data:`MIN_COLUMN`)."""
+    largest width that makes the table fit. A column keeps its longest word whole (``words``)
+    while that still fits; past that, words break too. Never below :data:`MIN_COLUMN`."""
     if sum(natural) <= available:
         return natural
-    cap = max(natural)
-    while cap > MIN_COLUMN and sum(min(w, cap) for w in natural) > available:
-        cap -= 1
-    return [min(w, cap) for w in natural]
+    for floor in (words, [0] * len(natural)):
+        cap = max(natural)
+        while cap > MIN_COLUMN:
+            widths = [min(w, max(cap, f)) for w, f in zip(natural, floor)]
+            if sum(widths) <= available:
+                return widths
+            cap -= 1
+    return [min(w, MIN_COLUMN) for w in natural]
 
 
 def table(
@@ -58,7 +63,10 @@ def table(
     limit = terminal_width() if max_width is None else max_width
     cells = [[str(c) for c in r] for r in [header, *rows]]
     natural = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    widths = _column_widths(natural, limit - 2 * (len(header) - 1))
+    words = [
+        max(len(word) for r in cells for word in r[i].split() or [""]) for i in range(len(header))
+    ]
+    widths = _column_widths(natural, words, limit - 2 * (len(header) - 1))
 
     def lines_of(row: list[str]) -> list[str]:
         wrapped_cells = [_wrap_cell(c, w) if len(c) > w else [c] for c, w in zip(row, widths)]
