@@ -82,9 +82,7 @@ class Rope(nn.Module):
         self, q: torch.Tensor, k: torch.Tensor, head_size: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         positions = torch.arange(q.shape[0], device=q.device)
-        return ops.rotary_embedding(
-            positions, q, k, head_size, self.cos_sin_cache, self.is_neox
-        )
+        return ops.rotary_embedding(positions, q, k, head_size, self.cos_sin_cache, self.is_neox)
 
 
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
