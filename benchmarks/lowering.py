@@ -11,7 +11,7 @@ native impl per node, would show up as a per-layer cost growing with depth.
 
 How the graphs are made: tracing a 1000-layer model through Dynamo and AOTAutograd takes far
 longer than the passes (seconds per layer on a small machine), so one decoder layer of
-``examples/decoder_blocks.py`` is traced through Dynamo and AOTAutograd (``dynamic=True``, with
+``ir_core.examples.decoder_blocks`` is traced through Dynamo and AOTAutograd (``dynamic=True``, with
 Inductor's decompositions: the graph Inductor's post-grad passes receive), and N copies of it
 are stitched into one graph through the residual stream, each copy with its own weight
 placeholders, as a real N-layer model has. The graph is rebuilt for every repeat (the passes
@@ -24,20 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.fx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-
-from decoder_blocks import make_block
-
 from ir_core.compile.lowering import lower
 from ir_core.compile.passes import fusion_passes
+from ir_core.examples.decoder_blocks import make_block
 
 
 def trace_layer(kind: str, hidden: int, tokens: int) -> torch.fx.GraphModule:

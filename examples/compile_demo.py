@@ -13,9 +13,9 @@ import argparse
 import time
 
 import torch
-from decoder_blocks import KINDS, make_block
 
 import ir_core
+from ir_core.examples.decoder_blocks import KINDS, make_block
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The decoder blocks of ``examples/decoder_blocks.py`` compiled with both entry points.
+"""The decoder blocks of ``ir_core.examples.decoder_blocks`` compiled with both entry points.
 
 Each block (Llama, Gemma, DeepSeek MLA, Qwen3-Next) is compiled with plain ``torch.compile``
 (Inductor, ir_core's passes installed automatically) and with ``backend="ir_core"``, and must
@@ -10,9 +10,7 @@ the norms. When ir-fusions is installed, its passes must also have found the add
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,10 +20,7 @@ from torch._inductor import config as inductor_config
 
 import ir_core
 from ir_core.compile import fusion_passes
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-
-from decoder_blocks import KINDS, make_block
+from ir_core.examples.decoder_blocks import KINDS, make_block
 
 #: fp32 tolerance for a 2-layer stack: Inductor reorders the reductions of norms, softmax and
 #: matmuls (and the fused add + norm keeps its sum in fp32), so results differ in the last bits

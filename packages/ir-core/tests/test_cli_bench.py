@@ -9,7 +9,7 @@ import torch
 
 import ir_core
 from ir_core import cli
-from ir_core.bench import bytes_moved
+from ir_core.bench import BenchRow, bytes_moved, noisy_warning, table_rows
 
 
 def run(capsys, *argv):
@@ -46,7 +46,8 @@ def test_bandwidth_counts_each_argument_and_output_once():
     assert bytes_moved(sample, outputs) == (8 * 64 * 2) * 2 + 64 * 2 + (8 * 64 * 2) * 2
 
 
-def test_bench_text_lists_untimed_impls_below_the_table(capsys):
+def test_bench_text_lists_untimed_impls_below_the_table(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough for every row on one line
     code, out, err = run(capsys, "bench", "dual_rms_norm", *FAST)
     assert code == 0
     table = out.split("not timed:")[0]
@@ -95,3 +96,29 @@ def test_bench_usage_errors_exit_2(capsys, argv, words):
     assert info.value.code == 2
     for word in words:
         assert word in err
+
+
+def test_bench_reports_the_spread_of_the_calls(capsys):
+    code, out, _ = run(capsys, "bench", "rms_norm", *FAST, "--dtype", "fp32", "--json")
+    data = json.loads(out)
+    assert code == 0 and isinstance(data["noisy"], bool)
+    for row in data["impls"]:
+        if row["status"] != "ok":
+            continue
+        assert 0 < row["min_us"] <= row["median_us"] <= row["max_us"]
+        assert 0 <= row["iqr_us"] <= row["max_us"] - row["min_us"]
+        assert row["noisy"] == (row["iqr_us"] / row["median_us"] > 0.5)
+    code, out, _ = run(capsys, "bench", "rms_norm", *FAST, "--dtype", "fp32")
+    header = out.splitlines()[2].split()
+    assert header[:4] == ["impl", "min", "median", "max"]
+
+
+def test_a_noisy_row_is_flagged_and_named():
+    steady = BenchRow("native", "ok", median_s=1e-4, min_s=0.9e-4, max_s=3e-4, iqr_s=0.1e-4)
+    noisy = BenchRow("example", "ok", median_s=1e-4, min_s=0.5e-4, max_s=9e-3, iqr_s=0.6e-4)
+    assert not steady.noisy and noisy.noisy
+    assert noisy_warning([steady]) == ""
+    warning = noisy_warning([steady, noisy])
+    assert warning.startswith("warning: noisy timings (example)") and "--min-time" in warning
+    _, body = table_rows([steady, noisy])
+    assert body[1][-1].startswith("noisy") and "noisy" not in body[0][-1]

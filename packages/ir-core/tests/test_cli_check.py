@@ -73,7 +73,9 @@ def test_check_fails_with_exit_1_and_the_reason(capsys, shifted):
     )
     assert code == 1
     assert "FAIL" in out and "failures:" in out
-    failure = next(line for line in out.splitlines() if "[numerics]" in line and "[3d]" in line)
+    # each failure is one entry, its continuation lines wrapped under it
+    entries = "\n".join(out.splitlines()).replace("\n    ", " ").splitlines()
+    failure = next(line for line in entries if "[numerics]" in line and "[3d]" in line)
     assert "max error 0.25" in failure and "tolerance atol=0.001 rtol=0.016" in failure
     assert out.rstrip().splitlines()[-1].startswith("FAILED: ")
     code, out, _ = run(capsys, "check", "--provider", shifted, "--checks", "numerics", "--json")
@@ -135,3 +137,29 @@ def test_progress_draws_a_bar_on_a_terminal_and_lines_elsewhere():
     silent = io.StringIO()
     Progress(stream=silent, enabled=False).note("nothing")
     assert silent.getvalue() == ""
+
+
+def test_check_defaults_to_the_fast_checks_and_full_runs_them_all(capsys, monkeypatch):
+    code, out, _ = run(capsys, "check", "--provider", "native", "--op", "rms_norm", "--json")
+    assert code == 0 and json.loads(out)["checks"] == ["numerics", "mutation", "supports_args"]
+    code, out, _ = run(capsys, "check", "--provider", "native", "--op", "rms_norm")
+    assert code == 0 and "not run: opcheck, compile (ir-core check --full" in out
+    asked = {}
+
+    def fake_run(providers, **kwargs):
+        asked.update(kwargs)
+        raise KeyError("stop here: only the arguments matter")
+
+    monkeypatch.setattr(ir_core.conformance, "run", fake_run)
+    with pytest.raises(SystemExit):
+        cli.main(["check", "--full"])
+    assert asked["checks"] is None and asked["quick"] is False  # the runner's every check
+    capsys.readouterr()
+
+
+def test_full_is_not_combined_with_a_subset(capsys):
+    for extra in (["--quick"], ["--checks", "numerics"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["check", "--full", *extra])
+        assert info.value.code == 2
+        assert "--full runs every check" in capsys.readouterr().err

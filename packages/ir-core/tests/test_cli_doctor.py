@@ -135,3 +135,12 @@ def test_doctor_usage_error(capsys):
         cli.main(["doctor", "--budget", "-1"])
     assert info.value.code == 2 and "--budget must be >= 0" in capsys.readouterr().err
     assert ir_core.registry.get_op("rms_norm")  # the registry is untouched by doctor
+
+
+def test_the_blocks_come_from_the_wheel_by_default(capsys):
+    code, out, _ = run(capsys, "doctor", "--json", "--no-check", "--budget", "0")
+    blocks = json.loads(out)["decoder_blocks"]
+    assert code == 0 and blocks["path"] == "ir_core.examples.decoder_blocks"
+    assert [r["block"] for r in blocks["rows"]] == ["llama", "gemma", "deepseek_mla", "qwen3_next"]
+    assert all(r["eager_ms"] > 0 for r in blocks["rows"])
+    assert all("a larger --budget compiles it" in r["compiled"] for r in blocks["rows"])

@@ -3,6 +3,7 @@ in-process (the pip-installed round trip is in the top-level tests/test_new_prov
 
 from __future__ import annotations
 
+import configparser
 import importlib
 import sys
 
@@ -27,6 +28,7 @@ def test_scaffold_files_and_metadata(tmp_path, capsys):
         "src/ir_provider_acme/plugin.py",
         "src/ir_provider_acme/rms_norm.py",
         "tests/test_conformance.py",
+        "tox.ini",
     ]
     tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
     meta = tomllib.loads((root / "pyproject.toml").read_text())
@@ -37,6 +39,18 @@ def test_scaffold_files_and_metadata(tmp_path, capsys):
     test = (root / "tests" / "test_conformance.py").read_text()
     assert 'PROVIDER = "acme"' in test
     assert '"--pyargs", "ir_core.conformance", "--ir-provider", PROVIDER' in test
+
+
+def test_scaffold_tox_covers_each_supported_torch(tmp_path):
+    assert cli.main(["new-provider", "acme", "--output", str(tmp_path)]) == 0
+    tox = configparser.ConfigParser()
+    tox.read(tmp_path / "ir-provider-acme" / "tox.ini")
+    assert tox["tox"]["env_list"] == "torch2.{6,7,8,9,10,11,12,13}"
+    deps = [line.strip() for line in tox["testenv"]["deps"].strip().splitlines()]
+    assert deps == [f"torch2.{minor}: torch==2.{minor}.*" for minor in range(6, 14)]
+    commands = tox["testenv"]["commands"]
+    assert "pytest tests" in commands and "ir-core check --provider acme" in commands
+    assert tox["testenv"]["extras"] == "test"
 
 
 def test_scaffolded_provider_passes_the_kit_in_process(tmp_path, plugin, monkeypatch):

@@ -399,6 +399,7 @@ def test_ir_core_config_table_and_json(write, capsys, monkeypatch, alpha):
     assert rows["priority.rms_norm"][0][0] == "cfg_alpha"
     assert rows["platform"] == ("cpu", "default (detected by torch)")
 
+    monkeypatch.setenv("COLUMNS", "300")  # one row per line, the file's path unwrapped
     code, out, _ = _run(capsys, "config")
     assert code == 0 and out.startswith(f"config file: {path}\n")
     line = next(row for row in out.splitlines() if row.startswith("require "))

@@ -2,8 +2,13 @@
 
 Each impl's kernel is called directly (not through dispatch) on one representative call from
 the op's ``example_inputs``; the median of repeated calls is reported with the bandwidth it
-implies. Bytes moved counts every tensor argument read once and every output written once:
-the least traffic any kernel of the op can have, which is what a norm kernel is bound by.
+implies, next to the fastest and slowest call. A row is *noisy* (:data:`NOISY_IQR`) when the
+middle half of its calls spreads wider than half the median: the machine was busy while it
+was timed, and its figures should not be compared. The max/min ratio is shown but not judged:
+one preempted call makes it large on any machine.
+
+Bytes moved counts every tensor argument read once and every output written once: the least
+traffic any kernel of the op can have, which is what a norm kernel is bound by.
 A last row times ``ir_core.ops.<op>`` itself: the impl dispatch picks plus the eager overhead.
 """
 
@@ -26,6 +31,9 @@ from .testing import output_mismatches
 DEFAULT_SHAPES = {"cpu": (256, 4096), "cuda": (4096, 4096)}
 FALLBACK_SHAPE = (1024, 4096)
 
+#: A row is noisy when (75th - 25th percentile) / median of its calls exceeds this.
+NOISY_IQR = 0.5
+
 
 @dataclass
 class BenchRow:
@@ -35,17 +43,35 @@ class BenchRow:
     status: str  # "ok", "skipped" or "failed"
     reason: str = ""
     median_s: float | None = None
+    min_s: float | None = None
+    max_s: float | None = None
+    #: Interquartile range of the calls: 75th minus 25th percentile.
+    iqr_s: float | None = None
     runs: int = 0
     gb_per_s: float | None = None
     matches_native: bool | None = None
     selected: bool = False
 
+    @property
+    def noisy(self) -> bool:
+        """The calls spread too much to trust the median (see :data:`NOISY_IQR`)."""
+        if self.median_s is None or self.iqr_s is None or self.median_s <= 0:
+            return False
+        return self.iqr_s / self.median_s > NOISY_IQR
+
     def to_dict(self) -> dict[str, Any]:
+        def us(seconds: float | None) -> float | None:
+            return None if seconds is None else round(seconds * 1e6, 3)
+
         return {
             "provider": self.provider,
             "status": self.status,
             "reason": self.reason,
-            "median_us": None if self.median_s is None else round(self.median_s * 1e6, 3),
+            "median_us": us(self.median_s),
+            "min_us": us(self.min_s),
+            "max_us": us(self.max_s),
+            "iqr_us": us(self.iqr_s),
+            "noisy": self.noisy,
             "runs": self.runs,
             "gb_per_s": None if self.gb_per_s is None else round(self.gb_per_s, 3),
             "matches_native": self.matches_native,
@@ -153,6 +179,10 @@ def bench_op(
         row = rows[name]
         row.runs = len(measured)
         row.median_s = statistics.median(measured)
+        row.min_s, row.max_s = min(measured), max(measured)
+        if len(measured) >= 2:
+            q1, _, q3 = statistics.quantiles(measured, n=4)
+            row.iqr_s = q3 - q1
         row.gb_per_s = moved / row.median_s / 1e9 if row.median_s > 0 else None
         progress.note(f"  {name}: {_format_row(row)}")
     progress.step(f"{op.name}: done")
@@ -186,19 +216,23 @@ def table_rows(rows: list[BenchRow]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the timed impls for the text report; speed is relative to native.
     Impls that were not timed are listed by :func:`untimed_lines`."""
     native = next((r for r in rows if r.provider == NATIVE and r.median_s), None)
-    header = ["impl", "median", "GB/s", "vs native", "matches native", "note"]
+    header = ["impl", "min", "median", "max", "GB/s", "vs native", "matches native", "note"]
     body = []
     for r in rows:
         if r.median_s is None:
             continue
         speed = f"{native.median_s / r.median_s:.2f}x" if native and native.median_s else "-"
         note = "dispatch picks this" if r.selected else ""
+        if r.noisy:
+            note = ", ".join(n for n in ("noisy", note) if n)
         if r.matches_native is False:
             note = r.reason[:120]
         body.append(
             [
                 r.provider,
+                _duration(r.min_s),
                 _duration(r.median_s),
+                _duration(r.max_s),
                 f"{r.gb_per_s:.2f}" if r.gb_per_s is not None else "-",
                 speed,
                 "yes" if r.matches_native else "NO",
@@ -213,7 +247,21 @@ def untimed_lines(rows: list[BenchRow]) -> list[str]:
     return [f"{r.provider}: {r.status}: {r.reason}" for r in rows if r.median_s is None]
 
 
-def _duration(seconds: float) -> str:
+def noisy_warning(rows: list[BenchRow]) -> str:
+    """A warning naming the noisy rows, or '' when every timing is steady."""
+    noisy = [r.provider for r in rows if r.noisy]
+    if not noisy:
+        return ""
+    return (
+        f"warning: noisy timings ({', '.join(noisy)}): the middle half of the calls spread "
+        f"over more than {NOISY_IQR:.0%} of the median, so the machine was busy; rerun on an "
+        "idle machine or with a larger --min-time before comparing"
+    )
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
     if seconds >= 1e-3:
         return f"{seconds * 1e3:.3f} ms"
     return f"{seconds * 1e6:.1f} us"

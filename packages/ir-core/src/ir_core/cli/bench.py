@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ir_core.bench import bench_op, default_shape, table_rows, untimed_lines
+from ir_core.bench import bench_op, default_shape, noisy_warning, table_rows, untimed_lines
 from ir_core.platform import current_platform, device_usable, dtype_name, platform_device
 
 from .args import (
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
                 "dtype": dtype_name(dtype),
                 "device": str(device),
                 "impls": [r.to_dict() for r in rows],
+                "noisy": any(r.noisy for r in rows),
             }
         )
     else:
@@ -84,8 +85,13 @@ def run(args: argparse.Namespace) -> int:
             print("\nnot timed:")
             for line in untimed:
                 print("\n".join(wrapped(line, indent="  ")))
-        print(
-            "\nmedian of repeated calls; GB/s counts each argument read once and each output "
-            "written once"
+        legend = (
+            "min, median and max of repeated calls; GB/s (from the median) counts each "
+            "argument read once and each output written once"
         )
+        print()
+        print("\n".join(wrapped(legend, indent="")))
+        warning = noisy_warning(rows)
+        if warning:
+            print("\n".join(wrapped(warning, indent="")))
     return EXIT_FAILURE if failed else EXIT_OK

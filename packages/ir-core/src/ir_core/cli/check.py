@@ -1,4 +1,10 @@
-"""``ir-core check``: the conformance kit on every available impl, as a table (exit 1: failed)."""
+"""``ir-core check``: the conformance kit on every available impl, as a table (exit 1: failed).
+
+By default the checks that cost milliseconds (:data:`DEFAULT_CHECKS`) on every sample: seconds
+on a small CPU. ``--full`` adds ``torch.library.opcheck`` and the torch.compile lowering, which
+trace and compile every target (minutes there); ``pytest --pyargs ir_core.conformance`` always
+runs everything.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +14,23 @@ from typing import Any
 
 import ir_core
 from ir_core import conformance
-from ir_core.conformance.runner import Report, summary_table
+from ir_core.conformance.runner import QUICK_CHECKS, Report, summary_table
 from ir_core.platform import parse_dtypes
 
 from .args import EXIT_FAILURE, EXIT_OK, UsageError, progress, split
-from .format import print_json, table, wrapped
+from .format import fit, print_json, table, wrapped
+
+#: What ``ir-core check`` runs without ``--full`` or ``--checks``.
+DEFAULT_CHECKS = QUICK_CHECKS
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "check",
         help="conformance of every available impl against native (the kit, as a table)",
-        description="Run the conformance kit (numerics vs native, input mutation, supports_args "
-        "on FakeTensors and symbolic shapes, torch.library.opcheck, torch.compile lowering) "
-        "on providers. Exit 1 when any check fails.",
+        description="Run the conformance kit on providers: numerics vs native, input mutation "
+        "and supports_args on FakeTensors and symbolic shapes on every sample; with --full also "
+        "torch.library.opcheck and the torch.compile lowering. Exit 1 when any check fails.",
     )
     p.add_argument(
         "--provider", action="append", metavar="P", help="provider(s) to check (default: all)"
@@ -36,6 +45,11 @@ def add_parser(sub: Any) -> None:
         help="only these checks: numerics, mutation, supports_args, opcheck, compile",
     )
     p.add_argument(
+        "--full",
+        action="store_true",
+        help="every check, opcheck and compile included (minutes on a small CPU)",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="fast subset: 3 samples, no opcheck/compile"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -44,8 +58,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.full and (args.quick or args.checks):
+        raise UsageError("--full runs every check: it cannot be combined with --quick or --checks")
     ir_core.load_plugins()
     providers = split(args.provider) or ir_core.registry.providers()
+    checks = split(args.checks) or (None if args.full or args.quick else list(DEFAULT_CHECKS))
     try:
         dtypes = parse_dtypes(split(args.dtype)) or None
     except ValueError as exc:
@@ -58,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             ops=split(args.op) or None,
             dtypes=dtypes,
             devices=split(args.device) or None,
-            checks=split(args.checks) or None,
+            checks=checks,
             quick=args.quick,
             progress=shown,
         )
@@ -84,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
     if report.failures:
         print("\nfailures:")
         for r in report.failures:
-            print(f"  [{r.check}] {r.message}")
+            print("\n".join(fit(f"  [{r.check}] {r.message}")))
+    left_out = [c for c in conformance.CHECK_NAMES if c not in report.checks]
+    if left_out and not args.checks:
+        print(f"\nnot run: {', '.join(left_out)} (ir-core check --full runs every check)")
     counts = report.counts()
     verdict = "OK" if report.ok else "FAILED"
     print(

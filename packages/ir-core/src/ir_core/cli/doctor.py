@@ -5,7 +5,8 @@
 3. what each op resolves to here, and why the providers before it were skipped;
 4. a quick conformance check of every provider that can run here (a few samples per target,
    numerics, input mutation and supports_args: the checks that cost milliseconds);
-5. the example decoder blocks, eager and compiled, with timings (when the example is found).
+5. the example decoder blocks (:mod:`ir_core.examples.decoder_blocks`, in the wheel), eager and
+   compiled, with timings.
 
 Each section is collected first into a typed section (a dataclass below), then rendered, so
 ``--json`` (each section's :meth:`~Section.to_json`) and the text report (its
@@ -35,18 +36,20 @@ from ir_core import fastpath, plugins
 from ir_core.config import reference
 from ir_core.conformance import run as run_conformance
 from ir_core.conformance import runnable_providers
+from ir_core.examples import decoder_blocks
 from ir_core.platform import ENV_PLATFORM, current_platform, detect, device_usable, platform_device
 from ir_core.priority import resolve
 from ir_core.progress import Progress
 
 from .args import EXIT_FAILURE, EXIT_OK, UsageError, progress
-from .format import print_json, table, wrapped
+from .format import fit, print_json, table, wrapped
 from .list_providers import provider_rows
 
-BLOCKS_RELATIVE = Path("examples") / "decoder_blocks.py"
-
-#: Seconds after which doctor starts no further torch.compile (its one slow part).
-DEFAULT_BUDGET_S = 30.0
+#: Seconds after which doctor starts no further torch.compile (its one slow part). Measured on
+#: 2 shared CPU cores: the four blocks compile in 50 s with Inductor's cache warm, and with it
+#: cold under load the first compile alone (Inductor's start-up) takes 40-75 s and the other
+#: three about 20 s each; 180 covers that, and a quiet machine finishes far sooner.
+DEFAULT_BUDGET_S = 180.0
 
 
 def add_parser(sub: Any) -> None:
@@ -63,15 +66,16 @@ def add_parser(sub: Any) -> None:
         "--blocks",
         default=None,
         metavar="PATH",
-        help="path of decoder_blocks.py (default: examples/decoder_blocks.py, found from the "
-        "working directory or the ir-core source tree)",
+        help="a decoder_blocks.py of your own, with KINDS and make_block (default: "
+        "ir_core.examples.decoder_blocks, shipped in the wheel)",
     )
     p.add_argument(
         "--budget",
         type=float,
         default=None,
         metavar="SECONDS",
-        help="start no decoder-block compile after this many seconds (default 30)",
+        help="start no decoder-block compile after this many seconds "
+        f"(default {DEFAULT_BUDGET_S:g})",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -459,7 +463,7 @@ def _quick_check(progress: Progress) -> QuickCheckSection:
 class DecoderBlocksSection(Section):
     TITLE: ClassVar[str | None] = "decoder blocks (eager vs torch.compile)"
 
-    #: Where decoder_blocks.py was found; None when ``skipped`` says why it was not.
+    #: The module the blocks come from, or the ``--blocks`` path; None when ``skipped``.
     path: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     block_notes: list[str] = field(default_factory=list)
@@ -515,17 +519,6 @@ class DecoderBlocksSection(Section):
         return [f"decoder blocks: {problem}" for problem in self.block_problems]
 
 
-def find_blocks(explicit: str | None) -> Path | None:
-    """``examples/decoder_blocks.py``: the given path, else from the working directory up,
-    else next to the ir-core source tree (an editable install or a checkout)."""
-    if explicit:
-        return Path(explicit)
-    candidates = [base / BLOCKS_RELATIVE for base in (Path.cwd(), *Path.cwd().parents)]
-    here = Path(__file__).resolve()
-    candidates += [base / BLOCKS_RELATIVE for base in here.parents]
-    return next((c for c in candidates if c.is_file()), None)
-
-
 def _load_module(path: Path) -> Any:
     spec = importlib.util.spec_from_file_location("ir_core_doctor_decoder_blocks", path)
     if spec is None or spec.loader is None:
@@ -574,7 +567,7 @@ def _one_thread() -> Iterator[None]:
 
 @_one_thread()
 def _decoder_blocks(
-    explicit: str | None, progress: Progress, deadline: float
+    explicit: str | None, progress: Progress, deadline: float, budget_s: float
 ) -> DecoderBlocksSection:
     """Each block family eager, then under plain ``torch.compile`` (ir_core lowers its IR ops
     inside Inductor): timings, what each IR op was lowered to, and compiled vs eager.
@@ -582,11 +575,12 @@ def _decoder_blocks(
     A compile is started only before ``deadline`` (a ``perf_counter`` value): a cold first
     compile costs tens of seconds on a small CPU; the rest are reported as not compiled.
     """
-    path = find_blocks(explicit)
-    if path is None or not path.is_file():
-        where = explicit or f"{BLOCKS_RELATIVE} (from {Path.cwd()} or the ir-core source tree)"
-        return DecoderBlocksSection(skipped=f"not found: {where}; pass --blocks PATH")
-    module = _load_module(path)
+    if explicit is None:
+        module, path = decoder_blocks, decoder_blocks.__name__
+    elif Path(explicit).is_file():
+        module, path = _load_module(Path(explicit)), explicit
+    else:
+        return DecoderBlocksSection(skipped=f"not found: {explicit} (--blocks PATH)")
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
     notes: list[str] = [
@@ -604,7 +598,10 @@ def _decoder_blocks(
             expected = block(x)
             row["eager_ms"] = round(_best_seconds(lambda b=block, x=x: b(x)) * 1e3, 3)
             if time.perf_counter() > deadline:
-                row["compiled"] = "not compiled: doctor's time budget is spent (--budget)"
+                row["compiled"] = (
+                    f"not compiled: doctor's time budget is spent (--budget {budget_s:g}); "
+                    "a larger --budget compiles it"
+                )
                 continue
             compiled = torch.compile(block)
             before = ir_core.compile_report()
@@ -646,7 +643,7 @@ def _decoder_blocks(
                     f"{kind}: {len(report.unlowered)} IR node(s) left un-lowered: "
                     + ", ".join(f"{n.node} ({n.reason})" for n in report.unlowered)
                 )
-    return DecoderBlocksSection(str(path), rows, notes, problems)
+    return DecoderBlocksSection(path, rows, notes, problems)
 
 
 # -- collecting and rendering ----------------------------------------------------------------
@@ -676,7 +673,7 @@ class DoctorReport:
         return data
 
     def render(self) -> str:
-        """The text report."""
+        """The text report, every line within the terminal's width."""
         out: list[str] = []
         for section in self.sections.values():
             title = section.title if isinstance(section, FailedSection) else section.TITLE
@@ -687,7 +684,8 @@ class DoctorReport:
         out += [f"note: {note}" for note in self.notes]
         out += [f"PROBLEM: {problem}" for problem in self.problems]
         out.append(f"{'OK' if self.ok else 'PROBLEMS FOUND'} (doctor took {self.seconds}s)")
-        return "\n".join(out).lstrip("\n")
+        # lines no section wrapped itself (a long platform description, the verdict's notes)
+        return "\n".join(fit("\n".join(out).lstrip("\n")))
 
 
 def collect(
@@ -719,7 +717,7 @@ def collect(
             (
                 "decoder_blocks",
                 DecoderBlocksSection.TITLE,
-                lambda: _decoder_blocks(blocks_path, progress, deadline),
+                lambda: _decoder_blocks(blocks_path, progress, deadline, budget_s),
             )
         )
     report = DoctorReport({})

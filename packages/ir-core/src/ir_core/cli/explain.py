@@ -8,7 +8,13 @@ from typing import Any
 
 import ir_core
 from ir_core.config import reference
-from ir_core.platform import device_usable, dtype_name
+from ir_core.platform import (
+    ENV_PLATFORM,
+    current_platform,
+    device_usable,
+    dtype_name,
+    platform_device,
+)
 
 from .args import (
     EXIT_FAILURE,
@@ -20,7 +26,7 @@ from .args import (
     parse_shape,
     split,
 )
-from .format import print_json, table
+from .format import fit, print_json, table
 
 
 def add_parser(sub: Any) -> None:
@@ -50,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     n, h = parse_shape(args.shape)
     device = parse_device(args.device)
     stand_in = not device_usable(device)
+    platform = current_platform()
+    other_platform = platform_device(platform) != device.type
     sample = op.example_inputs(n, h, dtype, "meta" if stand_in else device)
     mode = reference()
     failure = None
@@ -66,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         "stand_in_tensors": "meta" if stand_in else None,
         "reference_mode": mode.source if mode.value else None,
         "require": sorted(split(args.require)),
+        "priority_of_platform": platform,
     }
     if failure is not None:
         data["provider"] = None
@@ -74,14 +83,23 @@ def run(args: argparse.Namespace) -> int:
         print_json(data)
     else:
         if failure is None:
-            print(result)
+            print("\n".join(fit(str(result))))
         else:  # the explanation's own lines, under a first line that says nothing runs
             print(f"{op.name}: no impl has the required capabilities {', '.join(data['require'])}")
-            print("\n".join(str(result).splitlines()[1:]))
+            print("\n".join(fit("\n".join(str(result).splitlines()[1:]))))
         if mode.value:
             print(f"  reference mode is on ({mode.source}): every op runs native")
         if stand_in:
             print(f"  (no {device.type} device here: arguments were meta tensors standing in)")
+        if other_platform:
+            print(
+                "\n".join(
+                    fit(
+                        f"  (the priority shown is this machine's platform's, {platform}, not "
+                        f"{device.type}'s; {ENV_PLATFORM}={device.type} shows {device.type}'s)"
+                    )
+                )
+            )
     return EXIT_OK if failure is None else EXIT_FAILURE
 
 
@@ -107,5 +125,7 @@ def _run_trace(args: argparse.Namespace) -> int:
     for report in compiled:
         chosen = sorted({(n["op"], n["provider"]) for n in report.get("lowered", [])})
         ops = ", ".join(f"{op} -> {p}" for op, p in chosen if args.op in (None, op))
-        print(f"compiled {report.get('graph') or 'a graph'}: {ops or 'no IR nodes'}")
+        print(
+            "\n".join(fit(f"compiled {report.get('graph') or 'a graph'}: {ops or 'no IR nodes'}"))
+        )
     return EXIT_OK

@@ -9,7 +9,7 @@ import ir_core
 from ir_core.priority import resolve
 
 from .args import EXIT_OK
-from .format import print_json, table
+from .format import print_json, table, wrapped
 
 
 def add_parser(sub: Any) -> None:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         table(
             [
-                (o["op"], o["declared_by"], ",".join(o["providers"]), ",".join(o["priority"]))
+                (o["op"], o["declared_by"], ", ".join(o["providers"]), ", ".join(o["priority"]))
                 for o in ops
             ],
             ("op", "declared by", "impls", "priority"),
@@ -44,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
     )
     print()
     for o in ops:
-        print(f"  {o['schema']}")
+        print("\n".join(wrapped(o["schema"], indent="  ")))
     return EXIT_OK

@@ -11,7 +11,7 @@ from ir_core import plugins
 from ir_core.platform import detect
 
 from .args import EXIT_FAILURE, EXIT_OK
-from .format import print_json, table
+from .format import Notes, print_json, table
 
 
 def add_parser(sub: Any) -> None:
@@ -74,15 +74,16 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     print(f"platform: {platform} (from {source})\n")
+    notes = Notes()
     print(
         table(
             [
                 (
                     r["provider"],
                     r["plugin"],
-                    r["status"],
-                    ",".join(r["device_types"]),
-                    ",".join(r["ops"]),
+                    "available" if r["available"] else f"unavailable {notes.ref(r['reason'])}",
+                    ", ".join(r["device_types"]),
+                    ", ".join(r["ops"]),
                 )
                 for r in providers
             ],
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                         f"{r.distribution or '-'} {r.version or ''}".strip(),
                         r.status,
                         f"{r.load_seconds:.2f}s" if r.status in ("loaded", "quarantined") else "",
-                        "; ".join(r.clashes) or r.reason or r.description,
+                        _why(r, notes),
                     )
                     for r in records
                 ],
@@ -108,7 +109,18 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print("no plugins installed (entry-point group ir_core.plugins)")
+    if notes:
+        print()
+        print("\n".join(notes.render()))
     return EXIT_OK
+
+
+def _why(record: plugins.PluginRecord, notes: Notes) -> str:
+    """The plugin's clashes or the reason it is not loaded (as notes), else its description."""
+    problems = [*record.clashes, *([record.reason] if record.reason else [])]
+    if problems:
+        return " ".join(notes.ref(p) for p in problems)
+    return record.description
 
 
 def _entry_points(args: argparse.Namespace) -> int:

@@ -30,4 +30,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"  pip install -e '{root}[test]'")
     print(f"  pytest {root}/tests    # runs the conformance kit on {names['name']}")
     print(f"  ir-core check --provider {names['name']}")
+    print(f"  cd {root} && tox -e torch2.13    # the same on one torch release (tox.ini)")
     return EXIT_OK

@@ -3,7 +3,8 @@
 The templates below are the smallest complete provider: an entry point, the hooks, one correct
 ``rms_norm`` impl with its ``supports_args`` and its lazily loaded library, all built on
 :mod:`ir_core.kit`, and a test that runs the conformance kit. A vendor replaces the kernel body,
-the library it loads and the device types, and keeps the rest.
+the library it loads and the device types, and keeps the rest; ``tox.ini`` runs the
+conformance test on each torch release from ir-core's floor to the one it is developed on.
 ``$name`` is the provider name (an identifier), ``$dist`` the distribution name
 (``ir-provider-<name>``), ``$module`` the import name (``ir_provider_<name>``).
 """
@@ -17,6 +18,10 @@ from string import Template
 
 from ..op import NATIVE
 from ..version import __version__
+
+#: The torch minor releases the generated tox.ini tests on: ir-core's floor (torch>=2.6 in its
+#: metadata) up to the release ir-core is developed on.
+TORCH_MINORS = tuple(range(6, 14))
 
 PYPROJECT = """\
 [build-system]
@@ -60,7 +65,8 @@ ir-core bench rms_norm                 # $name next to every other impl
 
 Replace the body of `$module.rms_norm.rms_norm` with your kernel, set `DEVICE_TYPES`,
 `SUPPORTED_DTYPES` and `_load()` (the library it imports) to what it needs, and keep the
-conformance test passing.
+conformance test passing. `tox` runs the same tests on every torch release in `tox.ini`
+(`tox -e torch2.13` for one); trim its `env_list` to the releases you support.
 See ir-core's `docs/writing-a-provider.md`.
 """
 
@@ -232,6 +238,26 @@ def test_conformance_kit() -> None:
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
 '''
 
+TOX = """\
+# The conformance kit on each torch release $dist supports: `tox` runs them all,
+# `tox -e torch2.13` one. torch is chosen here, never in pyproject.toml: the engine using
+# this provider picks its torch. On Linux the PyPI torch wheels are CUDA builds; for CPU-only
+# test machines add `PIP_INDEX_URL=https://download.pytorch.org/whl/cpu` (tox passes PIP_*).
+[tox]
+requires = tox>=4
+env_list = torch2.{$torch_factors}
+
+[testenv]
+description = ir-core's conformance kit on $name, torch {env_name}
+extras = test
+deps =
+$torch_deps
+commands =
+    python -c "import torch; print('torch', torch.__version__)"
+    pytest tests -q {posargs}
+    ir-core check --provider $name
+"""
+
 _PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -253,6 +279,10 @@ def names_for(provider: str) -> dict[str, str]:
         "dist": f"ir-provider-{provider.replace('_', '-')}",
         "module": f"ir_provider_{provider}",
         "core_version": ".".join(__version__.split(".")[:2]),
+        "torch_factors": ",".join(str(minor) for minor in TORCH_MINORS),
+        "torch_deps": "\n".join(
+            f"    torch2.{minor}: torch==2.{minor}.*" for minor in TORCH_MINORS
+        ),
     }
 
 
@@ -267,6 +297,7 @@ def files_for(provider: str) -> dict[str, str]:
         f"src/{module}/plugin.py": PLUGIN,
         f"src/{module}/rms_norm.py": KERNEL,
         "tests/test_conformance.py": TEST,
+        "tox.ini": TOX,
     }
     return {path: Template(text).substitute(names) for path, text in templates.items()}
 

@@ -26,8 +26,9 @@ written separately, as in the reference models, so the fusion passes have someth
 IR ops and would only make the graphs longer.
 
 Use: ``make_block("gemma", layers=2, hidden=64)`` returns an ``nn.Module`` taking
-``(tokens, hidden)`` hidden states; ``block.example_input(tokens)`` makes one. Imported by the
-tests, ``benchmarks/lowering.py`` and the compile demo.
+``(tokens, hidden)`` hidden states; ``block.example_input(tokens)`` makes one. Shipped in the
+wheel for ``ir-core doctor``; imported by the repository's tests, ``benchmarks/lowering.py`` and
+the compile demo.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import ir_core
+from ir_core import ops
 
 KINDS = ("llama", "gemma", "deepseek_mla", "qwen3_next")
 
@@ -81,9 +82,7 @@ class Rope(nn.Module):
         self, q: torch.Tensor, k: torch.Tensor, head_size: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         positions = torch.arange(q.shape[0], device=q.device)
-        return ir_core.ops.rotary_embedding(
-            positions, q, k, head_size, self.cos_sin_cache, self.is_neox
-        )
+        return ops.rotary_embedding(positions, q, k, head_size, self.cos_sin_cache, self.is_neox)
 
 
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -108,14 +107,14 @@ class LlamaLayer(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         residual = h
-        h = ir_core.ops.rms_norm(h, self.input_norm, self.eps)
+        h = ops.rms_norm(h, self.input_norm, self.eps)
         q, k, v = _proj(h, self.qkv).view(h.shape[0], 3, self.heads, self.head_dim).unbind(1)
         q, k = self.rope(q, k, self.head_dim)
         h = _proj(_attention(q, k, v), self.o)
         h = residual + h
         residual = h
-        h = ir_core.ops.rms_norm(h, self.post_attention_norm, self.eps)
-        h = _proj(ir_core.ops.silu_and_mul(_proj(h, self.gate_up)), self.down)
+        h = ops.rms_norm(h, self.post_attention_norm, self.eps)
+        h = _proj(ops.silu_and_mul(_proj(h, self.gate_up)), self.down)
         return residual + h
 
 
@@ -137,7 +136,7 @@ class GemmaLayer(nn.Module):
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         # weight stays fp32 whatever x is: (1 + w) is computed in fp32 by the op
-        return ir_core.ops.rms_norm(x, weight, self.eps, weight_bias=1.0)
+        return ops.rms_norm(x, weight, self.eps, weight_bias=1.0)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         residual = h
@@ -151,7 +150,7 @@ class GemmaLayer(nn.Module):
         h = residual + h
         residual = h
         h = self._norm(h, self.pre_feedforward_norm)
-        h = _proj(ir_core.ops.gelu_and_mul(_proj(h, self.gate_up), "tanh"), self.down)
+        h = _proj(ops.gelu_and_mul(_proj(h, self.gate_up), "tanh"), self.down)
         h = self._norm(h, self.post_feedforward_norm)
         return residual + h
 
@@ -180,13 +179,13 @@ class MlaLayer(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         t = h.shape[0]
         residual = h
-        h = ir_core.ops.rms_norm(h, self.input_norm, self.eps)
+        h = ops.rms_norm(h, self.input_norm, self.eps)
         q_c, kv_lora = _proj(h, self.qkv_a).split(
             [self.q_lora, self.kv_lora + self.rope_dim], dim=-1
         )
         kv_c, k_pe = kv_lora.split([self.kv_lora, self.rope_dim], dim=-1)
-        q_c = ir_core.ops.rms_norm(q_c, self.q_a_norm, self.eps)
-        kv_c = ir_core.ops.rms_norm(kv_c, self.kv_a_norm, self.eps)
+        q_c = ops.rms_norm(q_c, self.q_a_norm, self.eps)
+        kv_c = ops.rms_norm(kv_c, self.kv_a_norm, self.eps)
         q_nope, q_pe = (
             _proj(q_c, self.q_b)
             .view(t, self.heads, self.nope + self.rope_dim)
@@ -202,8 +201,8 @@ class MlaLayer(nn.Module):
         h = _proj(_attention(q, k, v), self.o)
         h = residual + h
         residual = h
-        h = ir_core.ops.rms_norm(h, self.post_attention_norm, self.eps)
-        h = _proj(ir_core.ops.silu_and_mul(_proj(h, self.gate_up)), self.down)
+        h = ops.rms_norm(h, self.post_attention_norm, self.eps)
+        h = _proj(ops.silu_and_mul(_proj(h, self.gate_up)), self.down)
         return residual + h
 
 
@@ -228,15 +227,15 @@ class Qwen3NextLayer(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         t = h.shape[0]
         residual = h
-        h = ir_core.ops.rms_norm(h, self.input_norm, self.eps, weight_bias=1.0)
+        h = ops.rms_norm(h, self.input_norm, self.eps, weight_bias=1.0)
         q, k, v, z = _proj(h, self.qkvz).view(t, 4, self.heads, self.head_dim).unbind(1)
         o = _attention(q, k, v).view(t, self.heads, self.head_dim)
-        o = ir_core.ops.gated_rms_norm(o, self.out_norm, z, self.eps)  # per head, z strided
+        o = ops.gated_rms_norm(o, self.out_norm, z, self.eps)  # per head, z strided
         h = _proj(o.reshape(t, -1), self.o)
         h = residual + h
         residual = h
-        h = ir_core.ops.rms_norm(h, self.post_attention_norm, self.eps, weight_bias=1.0)
-        h = _proj(ir_core.ops.silu_and_mul(_proj(h, self.gate_up)), self.down)
+        h = ops.rms_norm(h, self.post_attention_norm, self.eps, weight_bias=1.0)
+        h = _proj(ops.silu_and_mul(_proj(h, self.gate_up)), self.down)
         return residual + h
 
 
@@ -270,7 +269,7 @@ class DecoderStack(nn.Module):
         for layer in self.layers:
             h = layer(h)
         weight_bias = 1.0 if self.kind in _ZERO_CENTERED else 0.0
-        return ir_core.ops.rms_norm(h, self.final_norm, self.eps, weight_bias=weight_bias)
+        return ops.rms_norm(h, self.final_norm, self.eps, weight_bias=weight_bias)
 
     def example_input(
         self, tokens: int, dtype: torch.dtype = torch.float32, seed: int = 1
