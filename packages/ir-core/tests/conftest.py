@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import ir_core
+from ir_core import dispatch, fastpath
 
 _names = itertools.count()
 
@@ -29,6 +30,17 @@ def plugin() -> Iterator[Any]:
     for name in registered:
         ir_core.unregister_plugin(name)
     ir_core.configure()
+
+
+@pytest.fixture(params=["compiled", "python"])
+def hit_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test on both eager hit paths (the compiled extension and the pure-Python one),
+    each starting with no remembered decision: both must decide exactly alike."""
+    if request.param == "compiled" and not fastpath.status().active:
+        pytest.skip(f"the compiled hit path is off here: {fastpath.status().reason}")
+    dispatch._use_compiled(request.param == "compiled")
+    yield request.param
+    dispatch._use_compiled(fastpath.status().active)
 
 
 @pytest.fixture(autouse=True)

@@ -12,20 +12,15 @@ import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
 import ir_core
-from ir_core import dispatch, fastpath, kit, priority
+from ir_core import kit, priority
 from ir_core.compile.lowering import lower
 
 NATIVE = ir_core.get_op("rms_norm").native
 X, W = torch.randn(4, 16), torch.randn(16)
 
 
-@pytest.fixture(autouse=True, params=["compiled", "python"])
-def hit_path(request):
-    if request.param == "compiled" and not fastpath.status().active:
-        pytest.skip(f"the compiled hit path is off here: {fastpath.status().reason}")
-    dispatch._use_compiled(request.param == "compiled")
-    yield request.param
-    dispatch._use_compiled(fastpath.status().active)
+#: every test on both hit paths (the conftest's ``hit_path`` fixture)
+pytestmark = pytest.mark.usefixtures("hit_path")
 
 
 def scaled(marker: float):

@@ -23,14 +23,8 @@ NATIVE = ir_core.get_op("rms_norm").native
 X, W = torch.randn(4, 16), torch.randn(16)
 
 
-@pytest.fixture(autouse=True, params=["compiled", "python"])
-def hit_path(request):
-    """Run each test on both hit paths, each starting with no remembered decision."""
-    if request.param == "compiled" and not fastpath.status().active:
-        pytest.skip(f"the compiled hit path is off here: {fastpath.status().reason}")
-    dispatch._use_compiled(request.param == "compiled")
-    yield request.param
-    dispatch._use_compiled(fastpath.status().active)
+#: every test on both hit paths (the conftest's ``hit_path`` fixture)
+pytestmark = pytest.mark.usefixtures("hit_path")
 
 
 def rms_norm_paths():

@@ -17,7 +17,7 @@ import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
 import ir_core
-from ir_core import cli, dispatch, fastpath, tracing
+from ir_core import cli, dispatch, tracing
 from ir_core.compile.pipeline import run_passes
 
 NATIVE = ir_core.get_op("rms_norm").native
@@ -25,13 +25,8 @@ X, W = torch.randn(4, 16), torch.randn(16)
 SIG = "x=float32[4, 16]@cpu, weight=float32[16]@cpu, epsilon=1e-06, weight_bias=0.0, variance_size=None"
 
 
-@pytest.fixture(autouse=True, params=["compiled", "python"])
-def hit_path(request):
-    if request.param == "compiled" and not fastpath.status().active:
-        pytest.skip(f"the compiled hit path is off here: {fastpath.status().reason}")
-    dispatch._use_compiled(request.param == "compiled")
-    yield request.param
-    dispatch._use_compiled(fastpath.status().active)
+#: every test on both hit paths (the conftest's ``hit_path`` fixture)
+pytestmark = pytest.mark.usefixtures("hit_path")
 
 
 @pytest.fixture

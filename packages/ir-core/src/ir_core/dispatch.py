@@ -315,10 +315,21 @@ def _python_miss(
     key_of: Callable[..., Any],
     args: tuple[Any, ...],
 ) -> tuple[Callable[..., Any], str]:
-    """Decide, then remember under ``key_of(*args)`` unless some tensor is not a plain one or
-    the decisions were forgotten meanwhile (another thread changed priorities)."""
+    """Decide, then remember under ``key_of(*args)`` (see :func:`_remember`)."""
     generation = _generation[0]
-    decision = _decide(op, args)
+    return _remember(op, cache, key_of, args, _decide(op, args), generation)
+
+
+def _remember(
+    op: Op,
+    cache: dict[Any, Any],
+    key_of: Callable[..., Any],
+    args: tuple[Any, ...],
+    decision: Any,
+    generation: object,
+) -> Any:
+    """``decision``, remembered under ``key_of(*args)`` unless some tensor is not a plain one
+    or the decisions were forgotten since ``generation`` (another thread changed priorities)."""
     plain = all(
         a is None or type(a) in _PLAIN_TENSOR_TYPES for a, p in zip(args, op.params) if p.is_tensor
     )
@@ -342,17 +353,7 @@ def _recording_miss(
     generation = _generation[0]
     impl = _select_impl(op, args)
     decision = (impl.fn, failure_note(op, impl), (op.name, call_signature(op, args), impl.provider))
-    plain = all(
-        a is None or type(a) in _PLAIN_TENSOR_TYPES for a, p in zip(args, op.params) if p.is_tensor
-    )
-    if plain and generation is _generation[0]:
-        try:
-            if len(cache) >= CACHE_LIMIT:
-                cache.clear()
-            cache[key_of(*args)] = decision
-        except Exception:  # an argument that cannot be part of a key: decide again next time
-            pass
-    return decision
+    return _remember(op, cache, key_of, args, decision, generation)
 
 
 # -- the generated code ------------------------------------------------------------------------
