@@ -10,6 +10,7 @@ quarantined with a reason naming what it did, ``native`` and a good plugin (the 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,27 @@ def _clash_pair(site: Path) -> None:
         install(site, name, REGISTERS.format(kind="shared"))
 
 
+def _rows_with_notes(out: str) -> dict[str, str]:
+    """Each table row by its first word, its ``[n]`` marks replaced by the notes' texts (the
+    table puts long reasons below it, once per distinct text)."""
+    notes: dict[str, str] = {}
+    current = None
+    for line in out.splitlines():
+        mark = re.match(r"\[(\d+)\] (.*)", line)
+        if mark:
+            current = mark.group(1)
+            notes[current] = mark.group(2)
+        elif current is not None and line.startswith(" "):
+            notes[current] += " " + line.strip()
+        else:
+            current = None
+    return {
+        line.split()[0]: re.sub(r"\[(\d+)\]", lambda m: notes.get(m.group(1), m.group(0)), line)
+        for line in out.splitlines()
+        if line.strip() and not line.startswith((" ", "["))
+    }
+
+
 def test_every_kind_at_once_table_exit_0_and_strict_exit_1_naming_each(tmp_path):
     site, second = tmp_path / "site", tmp_path / "second"
     for kind in QUARANTINED:
@@ -159,7 +181,7 @@ def test_every_kind_at_once_table_exit_0_and_strict_exit_1_naming_each(tmp_path)
     table = run(["-m", "ir_core.cli", "list-providers"], [site, second], IR_CORE_PLUGINS=names)
     assert table.returncode == 0, table.stderr
     assert "Traceback" not in table.stdout + table.stderr
-    rows = {line.split()[0]: line for line in table.stdout.splitlines() if line.strip()}
+    rows = _rows_with_notes(table.stdout)
     for kind in QUARANTINED:
         assert "quarantined" in rows[kind]
     assert "neither impl is used" in rows["clash_a"] and "neither impl is used" in rows["clash_b"]
