@@ -9,6 +9,7 @@ import threading
 
 import pytest
 import torch
+from kernels import scaled_rms_norm
 from torch.fx.experimental.proxy_tensor import make_fx
 
 import ir_core
@@ -23,39 +24,24 @@ X, W = torch.randn(4, 16), torch.randn(16)
 pytestmark = pytest.mark.usefixtures("hit_path")
 
 
-def scaled(marker: float):
-    """An rms_norm kernel whose output is native's times ``marker``: the output says who ran."""
-
-    def rms_norm(
-        x: torch.Tensor,
-        weight: torch.Tensor | None,
-        epsilon: float,
-        weight_bias: float = 0.0,
-        variance_size: int | None = None,
-    ) -> torch.Tensor:
-        return NATIVE(x, weight, epsilon, weight_bias, variance_size) * marker
-
-    return rms_norm
-
-
 @pytest.fixture
 def tagged(plugin):
     """``fast`` (x2, no tags) first in the priority, then ``steady`` (x3, batch-invariant and
     deterministic), then ``graphy`` (x5, cuda_graph_safe only)."""
 
     def register_impls(registry):
-        registry.register_impl("rms_norm", "fast", scaled(2.0), device_types=("cpu",))
+        registry.register_impl("rms_norm", "fast", scaled_rms_norm(2.0), device_types=("cpu",))
         registry.register_impl(
             "rms_norm",
             "steady",
-            scaled(3.0),
+            scaled_rms_norm(3.0),
             device_types=("cpu",),
             capabilities={"batch_invariant", "deterministic"},
         )
         registry.register_impl(
             "rms_norm",
             "graphy",
-            scaled(5.0),
+            scaled_rms_norm(5.0),
             device_types=("cpu",),
             capabilities=["cuda_graph_safe"],
         )
@@ -207,7 +193,7 @@ def test_bad_tags_are_clear_errors_at_registration_and_in_require(plugin, tags, 
     registry = ir_core.registry
     with pytest.raises(ir_core.RegistrationError, match=words):
         registry.register_impl(
-            "rms_norm", "typo", scaled(7.0), device_types=("cpu",), capabilities=tags
+            "rms_norm", "typo", scaled_rms_norm(7.0), device_types=("cpu",), capabilities=tags
         )
     assert "typo" not in ir_core.get_op("rms_norm").impls
     with pytest.raises(ir_core.PriorityError, match=words):
@@ -220,7 +206,11 @@ def test_bad_tags_are_clear_errors_at_registration_and_in_require(plugin, tags, 
 def test_a_vendors_own_tag_is_allowed(plugin):
     def register_impls(registry):
         registry.register_impl(
-            "rms_norm", "vendor", scaled(7.0), device_types=("cpu",), capabilities={"acme_exact"}
+            "rms_norm",
+            "vendor",
+            scaled_rms_norm(7.0),
+            device_types=("cpu",),
+            capabilities={"acme_exact"},
         )
 
     plugin(register_impls=register_impls)
@@ -229,7 +219,7 @@ def test_a_vendors_own_tag_is_allowed(plugin):
 
 
 def test_the_kit_registers_tags_per_op(plugin):
-    table = {"rms_norm": (scaled(11.0), None)}
+    table = {"rms_norm": (scaled_rms_norm(11.0), None)}
 
     def register_impls(registry):
         kit.register_impls(

@@ -14,6 +14,7 @@ import threading
 
 import pytest
 import torch
+from kernels import scaled_rms_norm
 from torch.fx.experimental.proxy_tensor import make_fx
 
 import ir_core
@@ -33,14 +34,7 @@ pytestmark = pytest.mark.usefixtures("hit_path")
 def doubled(plugin):
     """A provider ``doubled`` (native times 2) that takes float32 only."""
 
-    def rms_norm(
-        x: torch.Tensor,
-        weight: torch.Tensor | None,
-        epsilon: float,
-        weight_bias: float = 0.0,
-        variance_size: int | None = None,
-    ) -> torch.Tensor:
-        return NATIVE(x, weight, epsilon, weight_bias, variance_size) * 2
+    rms_norm = scaled_rms_norm(2)
 
     def supports(x, weight, epsilon, weight_bias=0.0, variance_size=None):
         return x.dtype == torch.float32
