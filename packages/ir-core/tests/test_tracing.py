@@ -21,7 +21,6 @@ import ir_core
 from ir_core import cli, dispatch, tracing
 from ir_core.compile.pipeline import run_passes
 
-NATIVE = ir_core.get_op("rms_norm").native
 X, W = torch.randn(4, 16), torch.randn(16)
 SIG = "x=float32[4, 16]@cpu, weight=float32[16]@cpu, epsilon=1e-06, weight_bias=0.0, variance_size=None"
 
