@@ -15,20 +15,20 @@ commit a3001c70):
 
 Both run Oink's CuTeDSL kernel only when ``_can_use_ptr_path(x, weight, bias, residual)``
 holds, and otherwise **silently** return its PyTorch reference (correct, and slow). So
-``supports_args`` admits exactly what that predicate accepts, as far as metadata tells:
+``supports_args`` admits exactly what that predicate accepts, alignment aside (below):
 
 - x (and residual) fp16/bf16/fp32 of one dtype, viewable as (M, N) with unit stride along N
   and a row stride that is a multiple of 256 bits (16 elements for 16-bit, 8 for fp32); the
   residual's row stride equal to x's;
-- 16-byte aligned x and residual, a 16-byte aligned contiguous weight of x's dtype, or a
-  32-byte aligned fp32 weight with fp16/bf16 x ("Quack-style"). Alignment is read from the
-  storage offset (PyTorch's allocators align every storage far more than that).
+- a contiguous weight of x's dtype, or an fp32 weight with fp16/bf16 x ("Quack-style").
 
-Two cases metadata cannot see are guarded when the kernel is called: a storage whose base is
-not 16-byte aligned (memory from another library), and a tensor that reaches a cached
-dispatch decision made for another storage offset (ir-core keys its dispatch cache on shape and
-strides). Such a tensor is copied into a fresh buffer with the same row stride, so the kernel
-still runs, never the fallback.
+Oink also wants 16-byte aligned x, residual and weight pointers (32 bytes for an fp32 weight).
+``supports_args`` does not read alignment: ir-core caches its answer per shape and strides, not
+per storage offset (a predicate must not depend on what the key omits), so the answer for the
+first tensor of a shape would stand for every later one. Alignment is guarded when the kernel is
+called instead: a tensor whose data pointer is misaligned (an odd storage offset, or memory from
+another library) is copied into a fresh buffer with the same strides, so the kernel still runs,
+never the fallback.
 
 On GPUs older than SM100 the rmsnorm op itself returns the reference without trying the
 kernel, and the fused-add function would reach a kernel built for sm_10x: the provider is
@@ -174,27 +174,13 @@ def _rows_view(x: torch.Tensor) -> torch.Tensor | None:
         return None
 
 
-def _aligned(t: torch.Tensor, alignment: int) -> bool:
-    """The storage offset keeps ``t`` ``alignment``-byte aligned (storages themselves are)."""
-    return kit.known(t.storage_offset() * t.element_size() % alignment == 0)
-
-
-def _weight_alignment(x: torch.Tensor, weight: torch.Tensor) -> int | None:
-    """The alignment Oink wants for this weight, or None when its pointer path refuses it."""
-    if weight.dim() != 1 or not kit.has_unit_last_stride(weight):
-        return None
-    if weight.dtype != x.dtype and not (
-        weight.dtype == torch.float32 and x.dtype in (torch.float16, torch.bfloat16)
-    ):
-        return None
-    return 32 if weight.dtype == torch.float32 else 16  # fp32 weights load 32 bytes at a time
-
-
 def _weight_ok(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
-    if weight is None:
+    """A contiguous (H,) weight of x's dtype, or fp32 with 16-bit x."""
+    if weight is None or weight.dim() != 1 or not kit.has_unit_last_stride(weight):
         return False
-    alignment = _weight_alignment(x, weight)
-    return alignment is not None and _aligned(weight, alignment)
+    return weight.dtype == x.dtype or (
+        weight.dtype == torch.float32 and x.dtype in (torch.float16, torch.bfloat16)
+    )
 
 
 def _rows_ok(rows: torch.Tensor | None, vector: int) -> bool:
@@ -202,7 +188,6 @@ def _rows_ok(rows: torch.Tensor | None, vector: int) -> bool:
         rows is not None
         and kit.known(rows.stride(1) == 1)
         and kit.known(rows.stride(0) % vector == 0)
-        and _aligned(rows, 16)
     )
 
 
@@ -218,8 +203,8 @@ def rms_norm_supports(
     variance_size: int | None = None,
 ) -> bool:
     """fp16/bf16/fp32 x that views as (N, H) without a copy, with unit stride along H, a row
-    stride that is a multiple of 16 (16-bit) or 8 (fp32) elements and a 16-byte aligned start;
-    a contiguous (H,) weight of x's dtype or fp32 with 16-bit x (16-byte aligned, 32 for fp32);
+    stride that is a multiple of 16 (16-bit) or 8 (fp32) elements; a contiguous (H,) weight of
+    x's dtype or fp32 with 16-bit x (alignment is seen to when the kernel is called);
     no ``weight_bias`` (Oink has no Gemma variant) and no ``variance_size < H``."""
     vector = vector_elements(x.dtype)
     return bool(
@@ -239,7 +224,7 @@ def fused_add_rms_norm_supports(
     variance_size: int | None = None,
 ) -> bool:
     """As :func:`rms_norm_supports`, with a residual of x's shape and dtype that also views as
-    (N, H), with x's row stride and a 16-byte aligned start."""
+    (N, H), with x's row stride."""
     vector = vector_elements(x.dtype)
     if vector is None or residual.dtype != x.dtype or not kit.same_shape(residual, x):
         return False
