@@ -143,7 +143,7 @@ def test_check_defaults_to_the_fast_checks_and_full_runs_them_all(capsys, monkey
     code, out, _ = run(capsys, "check", "--provider", "native", "--op", "rms_norm", "--json")
     assert code == 0 and json.loads(out)["checks"] == ["numerics", "mutation", "supports_args"]
     code, out, _ = run(capsys, "check", "--provider", "native", "--op", "rms_norm")
-    assert code == 0 and "not run: opcheck, compile (ir-core check --full" in out
+    assert code == 0 and "not run: capabilities, opcheck, compile (ir-core check --full" in out
     asked = {}
 
     def fake_run(providers, **kwargs):

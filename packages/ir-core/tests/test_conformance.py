@@ -261,7 +261,14 @@ def test_report_json_shape():
     (row,) = data["targets"]
     assert row["op"] == "dual_rms_norm" and row["dtype"] == "float32" and row["status"] == "passed"
     assert row["checks"]["numerics"] == {"passed": 4, "failed": 0, "skipped": 0}
-    assert set(CHECK_NAMES) == {"numerics", "mutation", "supports_args", "opcheck", "compile"}
+    assert set(CHECK_NAMES) == {
+        "numerics",
+        "mutation",
+        "supports_args",
+        "capabilities",
+        "opcheck",
+        "compile",
+    }
 
 
 def test_compile_lowers_to_the_provider_and_matches_native():

@@ -206,14 +206,17 @@ def test_fp8_step_matches_the_grid_spacing():
 
 
 def test_kit_runs_every_check_on_every_quant_op_for_native():
-    """numerics, mutation, opcheck on every bf16 sample, and a compile per op (its samples
-    cover both fp8 dtypes, zero tokens, strided rows, 3-D, saturation and the scale floors)."""
+    """numerics, mutation, native's deterministic promise and opcheck on every bf16 sample, and
+    a compile per op (its samples cover both fp8 dtypes, zero tokens, strided rows, 3-D,
+    saturation and the scale floors)."""
     report = run(["native"], ops=QUANT_OPS, dtypes=[torch.bfloat16])
     assert report.ok, [r.message for r in report.failures]
     for name in QUANT_OPS:
         samples = len(ir_core.get_op(name).sample_inputs(torch.bfloat16))
         passed = [r for r in report.results if r.target.op == name and r.outcome == "passed"]
-        assert {r.check for r in passed} == {"numerics", "mutation", "opcheck", "compile"}
+        assert {r.check for r in passed} == {
+            "numerics", "mutation", "capabilities", "opcheck", "compile"
+        }  # fmt: skip
         assert sum(r.check == "opcheck" for r in passed) == samples >= 9
 
 

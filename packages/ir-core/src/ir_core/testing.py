@@ -17,7 +17,8 @@ from .op import Comparison, Op, Sample, value_comparison
 from .registry import get_op
 
 
-def _outputs(result: Any) -> tuple[torch.Tensor, ...]:
+def outputs(result: Any) -> tuple[torch.Tensor, ...]:
+    """An op call's result as a tuple of its outputs (a single tensor is one output)."""
     return tuple(result) if isinstance(result, (tuple, list)) else (result,)
 
 
@@ -73,7 +74,7 @@ def output_mismatches(op: Op, actual: Any, expected: Any, args: Sequence[Any]) -
     (bound, all positional): output count, shapes and dtypes, then what the op judges them on
     (:meth:`ir_core.Op.comparisons`: the per-dtype tolerance, or the op's own ``compare``).
     Empty when everything is within tolerance."""
-    outs, refs = _outputs(actual), _outputs(expected)
+    outs, refs = outputs(actual), outputs(expected)
     if len(outs) != len(refs):
         return [f"returned {len(outs)} outputs, expected {len(refs)}"]
     problems = [
@@ -95,10 +96,10 @@ def assert_matches_native(
     and the tolerance; or naming the input ``fn`` wrote into.
     """
     target = get_op(op) if isinstance(op, str) else op
-    expected = _outputs(target.native(*sample.clone().args, **sample.clone().kwargs))
+    expected = outputs(target.native(*sample.clone().args, **sample.clone().kwargs))
     run = sample.clone()
     before = run.clone()
-    actual = _outputs(fn(*run.args, **run.kwargs))
+    actual = outputs(fn(*run.args, **run.kwargs))
     prefix = f"{target.name} [{sample.label or 'sample'}]"
     problems = output_mismatches(target, actual, expected, target.bind(sample.args, sample.kwargs))
     if check_mutation:

@@ -16,6 +16,9 @@ in each of fp32/fp16/bf16 it claims, on each of the op's ``sample_inputs``:
 - ``mutation``: the inputs are left untouched;
 - ``supports_args``: a plain ``bool``, the same on real tensors, FakeTensors and symbolic token
   counts, with no guard added;
+- ``capabilities``: the capability tags the kit can check hold bitwise (``deterministic``: a
+  second run gives the same bits; ``batch_invariant``: each row's bits are the same when the
+  impl runs on fewer rows); other tags are taken on trust;
 - ``opcheck``: under ``set_priority`` dispatch picks the provider and ``torch.library.opcheck``
   passes on ``torch.ops.ir_core.<op>``;
 - ``compile`` (once per target): a function calling the op, compiled under ``set_priority``,

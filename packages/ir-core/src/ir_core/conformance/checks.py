@@ -18,7 +18,7 @@ from ..dispatch import select
 from ..op import NATIVE, Op
 from ..priority import set_priority
 from ..registry import get_op
-from ..testing import assert_matches_native, output_mismatches
+from ..testing import assert_matches_native, output_mismatches, outputs
 from .errors import CheckFailed, CheckSkipped
 from .lowering import compile_and_run
 from .symbolic import fake_call, symbolic_call
@@ -65,15 +65,21 @@ def _tensor_inputs(args: tuple[Any, ...], names: list[str]) -> list[tuple[str, t
     return [(n, a) for n, a in zip(names, args) if isinstance(a, torch.Tensor)]
 
 
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Bitwise-equal values and the same strides (NaNs compare equal to NaNs)."""
-    if a.stride() != b.stride():
+def _bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The same shape, dtype and bits of every value (so NaNs of one payload are equal, and
+    -0.0 differs from 0.0); compared as bytes, which every dtype (fp8 included) can be read as."""
+    if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    if a.is_floating_point():
-        return torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0)) and torch.equal(
-            a.isnan(), b.isnan()
-        )
-    return torch.equal(a, b)
+    return torch.equal(_bytes(a), _bytes(b))
+
+
+def _bytes(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().reshape(-1).contiguous().view(torch.uint8)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise-equal values and the same strides."""
+    return a.stride() == b.stride() and _bitwise_equal(a, b)
 
 
 def check_no_mutation(case: Case) -> None:
@@ -160,6 +166,120 @@ def check_supports_args(case: Case) -> None:
             f"{_where(case)}: supports_args " + "; ".join(problems) + f" (arguments: {shapes}; "
             f"symbolic: {symbolic_shapes})"
         )
+
+
+# -- capabilities ----------------------------------------------------------------------------
+
+#: The capability tags whose promise the kit checks; any other tag is taken on trust.
+CHECKED_CAPABILITIES: tuple[str, ...] = ("deterministic", "batch_invariant")
+
+
+def _row_arguments(args: tuple[Any, ...], results: tuple[torch.Tensor, ...]) -> list[int] | str:
+    """Which arguments hold the sample's rows (so a sub-batch slices them), or why that cannot
+    be told from shapes: the rows are the leading dimension N of the first tensor; the other
+    tensors of at least two dimensions with N leading are rows too, the rest (weights, caches,
+    scales) are shared. A 1-D tensor of length N, or an output without N leading, leaves it
+    ambiguous, and the sample is not used."""
+    tensors = [(i, a) for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+    first = tensors[0][1] if tensors else None
+    if first is None or first.dim() < 2 or first.shape[0] < 2:
+        return "the first tensor has no leading dimension of 2 or more rows"
+    n = first.shape[0]
+    if any(a.dim() == 1 and a.shape[0] == n for _, a in tensors):
+        return f"a 1-D argument of length {n} might be per-row or shared"
+    if any(o.dim() == 0 or o.shape[0] != n for o in results):
+        return f"an output does not have the {n} rows leading"
+    return [i for i, a in tensors if a.dim() >= 2 and a.shape[0] == n]
+
+
+def _differing(
+    actual: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...], rows: slice
+) -> list[str]:
+    return [
+        f"output {i} rows {rows.start}:{rows.stop}"
+        for i, (a, e) in enumerate(zip(actual, expected))
+        if not _bitwise_equal(a, e[rows])
+    ]
+
+
+#: At most this many rows are each run alone (spread over the batch, its ends included).
+SINGLE_ROWS = 8
+
+
+def _sub_batches(n: int) -> list[slice]:
+    """Each row alone (at most :data:`SINGLE_ROWS` of them), then every row but the first."""
+    picked = sorted({round(i * (n - 1) / (SINGLE_ROWS - 1)) for i in range(SINGLE_ROWS)})
+    return [slice(i, i + 1) for i in (picked if n > SINGLE_ROWS else range(n))] + [slice(1, n)]
+
+
+def _batch_invariance_problems(case: Case, full: tuple[torch.Tensor, ...]) -> list[str] | str:
+    """Rows of ``full`` that change when the impl runs on fewer rows (each row alone, every
+    row but the first), or why this sample cannot tell."""
+    op = _op(case)
+    impl = op.impls[case.target.provider]
+    args = op.bind(case.sample.clone().args, case.sample.clone().kwargs)
+    rows = _row_arguments(args, full)
+    if isinstance(rows, str):
+        return rows
+    problems: list[str] = []
+    tried = 0
+    for part in _sub_batches(args[rows[0]].shape[0]):
+        sub = tuple(a[part] if i in rows else a for i, a in enumerate(args))
+        if impl.declines(sub) is not None:
+            continue  # dispatch would not send this sub-batch to the impl
+        tried += 1
+        problems += _differing(outputs(impl.fn(*sub)), full, part)
+    return problems if tried else "supports_args declines every sub-batch of this sample"
+
+
+def check_capabilities(case: Case) -> None:
+    """The promises of the impl's capability tags hold bitwise on this sample:
+    ``deterministic``, a second run on equal inputs gives the same bits; ``batch_invariant``,
+    each row's bits are the same when the impl runs on a sub-batch of the rows (each row alone,
+    and every row but the first; rows are told from shapes, see :func:`_row_arguments`). Tags
+    the kit cannot check are taken on trust."""
+    _require_claimed(case)
+    op = _op(case)
+    impl = op.impls[case.target.provider]
+    tags = [t for t in CHECKED_CAPABILITIES if t in impl.capabilities]
+    if not tags:
+        raise CheckSkipped(
+            f"declares none of the capabilities the kit checks ({', '.join(CHECKED_CAPABILITIES)})"
+        )
+
+    def run_once() -> tuple[torch.Tensor, ...]:
+        return outputs(impl.fn(*op.bind(case.sample.clone().args, case.sample.clone().kwargs)))
+
+    problems: list[str] = []
+    unchecked: list[str] = []
+    try:
+        full = run_once()
+        if "deterministic" in tags:
+            changed = [
+                f"output {i}"
+                for i, (a, b) in enumerate(zip(run_once(), full))
+                if not _bitwise_equal(a, b)
+            ]
+            if changed:
+                problems.append(
+                    f"deterministic: a second run on equal inputs gave other bits in "
+                    f"{', '.join(changed)}"
+                )
+        if "batch_invariant" in tags:
+            found = _batch_invariance_problems(case, full)
+            if isinstance(found, str):
+                unchecked.append(f"batch_invariant not checked: {found}")
+            elif found:
+                problems.append(
+                    "batch_invariant: rows changed bits when run with fewer rows: "
+                    + ", ".join(found)
+                )
+    except Exception as exc:
+        raise CheckFailed(f"{_where(case)}: raised {type(exc).__name__}: {exc}") from None
+    if problems:
+        raise CheckFailed(f"{_where(case)}: " + "; ".join(problems))
+    if len(unchecked) == len(tags):
+        raise CheckSkipped("; ".join(unchecked))
 
 
 # -- opcheck ---------------------------------------------------------------------------------
@@ -261,6 +381,7 @@ SAMPLE_CHECKS: dict[str, Callable[[Case], None]] = {
     "numerics": check_numerics,
     "mutation": check_no_mutation,
     "supports_args": check_supports_args,
+    "capabilities": check_capabilities,
     "opcheck": check_opcheck,
 }
 #: Checks run once per target.

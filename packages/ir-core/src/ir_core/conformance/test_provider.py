@@ -15,6 +15,7 @@ import pytest
 
 from ir_core.conformance import plugin
 from ir_core.conformance.checks import (
+    check_capabilities,
     check_compile,
     check_no_mutation,
     check_numerics,
@@ -59,6 +60,10 @@ def test_no_input_mutation(conformance_case: Case) -> None:
 
 def test_supports_args(conformance_case: Case) -> None:
     _verdict(check_supports_args, conformance_case)
+
+
+def test_capabilities(conformance_case: Case) -> None:
+    _verdict(check_capabilities, conformance_case)
 
 
 def test_opcheck(conformance_case: Case) -> None:
