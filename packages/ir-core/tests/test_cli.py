@@ -42,6 +42,7 @@ def test_list_ops(capsys):
     assert set(ops) >= {"rms_norm", "fused_add_rms_norm", "dual_rms_norm"}
     assert ops["rms_norm"]["schema"].startswith("ir_core::rms_norm(Tensor x, Tensor? weight")
     assert ops["rms_norm"]["priority"][-1] == "native"
+    assert ops["rms_norm"]["capabilities"]["native"] == ["deterministic"]
     code, out, _ = run(capsys, "list-ops")
     assert code == 0 and "ir_core::dual_rms_norm" in out
 
@@ -53,6 +54,37 @@ def test_explain(capsys):
     data = json.loads(out)
     assert data["provider"] == "native" and data["device"] == "cuda"
     assert data["stand_in_tensors"] == "meta"  # no CUDA here
+    assert data["capabilities"] == ["deterministic"]  # native's
+
+
+def test_explain_shows_the_chosen_impls_capabilities(capsys, monkeypatch, plugin):
+    import ir_core
+
+    native = ir_core.get_op("rms_norm").native
+
+    def register_impls(registry):
+        registry.register_impl(
+            "rms_norm",
+            "rowwise",
+            native,
+            device_types=("cpu",),
+            capabilities={"batch_invariant", "acme_exact"},
+        )
+
+    plugin(register_impls=register_impls)
+    monkeypatch.setenv("IR_CORE_OP_PRIORITY", "rms_norm=rowwise")
+    code, out, _ = run(capsys, "explain", "rms_norm")
+    assert code == 0
+    assert out.splitlines()[:2] == [
+        "rms_norm -> rowwise  (priority: rowwise, native)",
+        "  capabilities: acme_exact, batch_invariant",
+    ]
+    code, out, _ = run(capsys, "explain", "rms_norm", "--require", "cuda_graph_safe", "--json")
+    data = json.loads(out)
+    assert code == 1 and data["provider"] is None and data["capabilities"] == []
+    code, out, _ = run(capsys, "list-ops", "--json")
+    (rms_norm,) = [o for o in json.loads(out)["ops"] if o["op"] == "rms_norm"]
+    assert rms_norm["capabilities"]["rowwise"] == ["acme_exact", "batch_invariant"]
 
 
 @pytest.mark.parametrize(

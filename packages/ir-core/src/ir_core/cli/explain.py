@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         "require": sorted(split(args.require)),
         "priority_of_platform": platform,
     }
+    chosen = op.impls.get(result.provider) if failure is None else None
+    data["capabilities"] = sorted(chosen.capabilities) if chosen is not None else []
     if failure is not None:
         data["provider"] = None
         data["error"] = str(failure)
@@ -83,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         print_json(data)
     else:
         if failure is None:
-            print("\n".join(fit(str(result))))
+            lines = str(result).splitlines()
+            tags = ", ".join(data["capabilities"]) or "none declared"
+            print("\n".join(fit("\n".join([lines[0], f"  capabilities: {tags}", *lines[1:]]))))
         else:  # the explanation's own lines, under a first line that says nothing runs
             print(f"{op.name}: no impl has the required capabilities {', '.join(data['require'])}")
             print("\n".join(fit("\n".join(str(result).splitlines()[1:]))))

@@ -26,6 +26,11 @@ def run(args: argparse.Namespace) -> int:
             "schema": str(op.torch_op._schema) if op.torch_op is not None else "",
             "declared_by": op.plugin or "ir_core",
             "providers": list(op.impls),
+            "capabilities": {
+                name: sorted(impl.capabilities)
+                for name, impl in op.impls.items()
+                if impl.capabilities
+            },
             "priority": list(resolve(op.name)),
         }
         for op in sorted(ir_core.registry.ops(), key=lambda o: o.name)
