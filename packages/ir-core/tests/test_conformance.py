@@ -10,6 +10,7 @@ import re
 
 import pytest
 import torch
+from kernels import rms_norm_signature
 
 import ir_core
 from ir_core.conformance import CHECK_NAMES, plan, run
@@ -20,21 +21,6 @@ FAST = ("numerics", "mutation", "supports_args")
 
 def _native(op: str):
     return ir_core.get_op(op).native
-
-
-def rms_norm_signature(body):
-    """Give ``body(x, weight, epsilon, weight_bias, variance_size)`` the op's exact signature."""
-
-    def rms_norm(
-        x: torch.Tensor,
-        weight: torch.Tensor | None,
-        epsilon: float,
-        weight_bias: float = 0.0,
-        variance_size: int | None = None,
-    ) -> torch.Tensor:
-        return body(x, weight, epsilon, weight_bias, variance_size)
-
-    return rms_norm
 
 
 def supports_signature(body):
