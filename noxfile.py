@@ -3,7 +3,8 @@
 Default sessions: ``tests``, ``lint``, ``wheels``, ``transformers``. Others: ``demo`` (the main
 job: what runs here and a dispatch demo), ``ipex`` (the XPU provider against real IPEX on its own
 torch), ``vendors`` (ir-provider-cuda against the real FlashInfer, quack and liger Python layers),
-``gpu`` (every GPU test and the GPU benchmarks, on a machine with one).
+``gpu`` (every GPU test and the GPU benchmarks, on a machine with one), ``torch_newest`` (ir-core
+and ir-fusions tests on the newest torch) and ``py310`` (the same on Python 3.10).
 torch is pinned by ``constraints.txt`` for development and CI only, never in package metadata.
 """
 
@@ -99,6 +100,44 @@ def wheels(session: nox.Session) -> None:
     session.run("python", "-c", WHEEL_CHECK)
     session.run("ir-core", "list-providers", "--json")
     session.run("ir-core", "list-providers")
+
+
+#: The newest torch release tested beyond the pin (the newest this machine's pip admits), and
+#: the oldest Python ir-core supports: the pinned pair is Python 3.11 with torch 2.13.0.
+TORCH_NEWEST = "torch==2.14.1"
+COMPAT_TESTS = ["packages/ir-core/tests", "packages/ir-fusions/tests"]
+
+
+def _compat_tests(session: nox.Session, *torch: str) -> None:
+    """ir-core's and ir-fusions' tests against every package installed as a user installs it
+    (not editable: ir-core's dispatch extension built in this venv, which needs no torch to
+    build and binds to torch's stable C shim at run time), on the torch given."""
+    session.install(*torch, *TEST_TOOLS)
+    session.install(*torch, *PACKAGES, *TEST_PLUGINS)
+    # a reused venv tests the working tree: reinstalled, without touching torch
+    session.install("--no-deps", "--force-reinstall", *PACKAGES, *TEST_PLUGINS)
+    session.run("python", "-m", "pip", "list")
+    session.run("python", "-c", WHEEL_CHECK)
+    session.run("pytest", *(session.posargs or COMPAT_TESTS))
+
+
+@nox.session
+def torch_newest(session: nox.Session) -> None:
+    """ir-core's and ir-fusions' tests, installed as a user installs them, on the newest torch
+    (a torch upgrade must not break ``import ir_core``, its compiled hit path or its results). On x86_64 PyPI's torch 2.14.1 is
+    a CUDA build (5.5 GB installed; it runs on the CPU): 1 minute to install from this
+    machine's disk, 6 for the tests on the 2-core dev machine. CI runs it."""
+    _compat_tests(session, TORCH_NEWEST)
+
+
+@nox.session(python="3.10")
+def py310(session: nox.Session) -> None:
+    """ir-core's and ir-fusions' tests, installed as a user installs them, on Python 3.10, the
+    oldest ir-core supports (the config file is read through ``tomli`` there), with the pinned
+    torch: PyPI's CUDA build for 3.10,
+    4.7 GB to download, so not in CI. nox needs ``python3.10`` on PATH (with pyenv:
+    ``pyenv global 3.11.7 3.10.13``); without it nox skips the session."""
+    _compat_tests(session, "-c", CONSTRAINTS)
 
 
 @nox.session
