@@ -30,7 +30,8 @@ def test_scaffold_files_and_metadata(tmp_path, capsys):
         "tests/test_conformance.py",
         "tox.ini",
     ]
-    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
+    from ir_core.config import tomllib  # the standard library's, or tomli on Python 3.10
+
     meta = tomllib.loads((root / "pyproject.toml").read_text())
     assert meta["project"]["name"] == "ir-provider-acme"
     assert meta["project"]["entry-points"]["ir_core.plugins"] == {"acme": "ir_provider_acme.plugin"}
