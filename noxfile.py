@@ -124,9 +124,12 @@ def _compat_tests(session: nox.Session, *torch: str) -> None:
 @nox.session
 def torch_newest(session: nox.Session) -> None:
     """ir-core's and ir-fusions' tests, installed as a user installs them, on the newest torch
-    (a torch upgrade must not break ``import ir_core``, its compiled hit path or its results). On x86_64 PyPI's torch 2.14.1 is
-    a CUDA build (5.5 GB installed; it runs on the CPU): 1 minute to install from this
-    machine's disk, 6 for the tests on the 2-core dev machine. CI runs it."""
+    (a torch upgrade must not break ``import ir_core``, its compiled hit path or its results).
+
+    On x86_64 PyPI's torch 2.14.1 is a CUDA build (5.5 GB installed; it runs on the CPU):
+    1 minute to install from this machine's disk, 6 for the tests on the 2-core dev machine.
+    CI runs it.
+    """
     _compat_tests(session, TORCH_NEWEST)
 
 
